@@ -1,0 +1,99 @@
+"""Prompt construction as a Gymnasium environment.
+
+An episode writes a prompt of ``prompt_length`` tokens, one action (an index into the action
+vocabulary) per step. The reward comes at the last step: the reward module scores the finished
+prompt on the task. The observation is the prompt's action indices so far, padded with zeros
+to ``prompt_length``, followed by its length.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from rewards.classification import PromptReward
+
+
+class Vocabulary(Protocol):
+    """What the env needs of an action vocabulary."""
+
+    @property
+    def size(self) -> int: ...
+
+    def ids(self, actions: Sequence[int]) -> list[int]: ...
+
+    def decode(self, actions: Sequence[int]) -> str: ...
+
+
+def observation_space(prompt_length: int, vocab_size: int) -> gym.spaces.Box:
+    """``[a_1, ..., a_L, length]`` as integers."""
+    return gym.spaces.Box(low=0, high=max(vocab_size - 1, prompt_length), shape=(prompt_length + 1,), dtype=np.int64)
+
+
+def check_prompt_length(prompt_length: int) -> None:
+    if not isinstance(prompt_length, (int, np.integer)) or prompt_length < 1:
+        from rlprompt.errors import RLPromptError
+
+        raise RLPromptError(f"prompt length must be an integer >= 1, got {prompt_length!r}")
+
+
+def finished_info(vocab: Vocabulary, actions: Sequence[int], raw_reward: float, accuracy: float) -> dict[str, Any]:
+    """What every finished episode reports in ``info``."""
+    return {
+        "prompt": vocab.decode(actions),
+        "token_ids": vocab.ids(actions),
+        "raw_reward": float(raw_reward),
+        "accuracy": float(accuracy),
+    }
+
+
+class PromptEnv(gym.Env):
+    """Write a prompt token by token; get the task reward when it is finished.
+
+    Args:
+        reward: Scores prompt texts (e.g. :class:`rewards.GapReward`).
+        vocab: The action vocabulary.
+        prompt_length: Tokens per prompt (``L``).
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, reward: PromptReward, vocab: Vocabulary, prompt_length: int = 5, render_mode: str | None = None) -> None:
+        check_prompt_length(prompt_length)
+        self.reward_fn = reward
+        self.vocab = vocab
+        self.prompt_length = int(prompt_length)
+        self.render_mode = render_mode
+        self.action_space = gym.spaces.Discrete(vocab.size)
+        self.observation_space = observation_space(self.prompt_length, vocab.size)
+        self._actions: list[int] = []
+
+    def _obs(self) -> np.ndarray:
+        obs = np.zeros(self.prompt_length + 1, dtype=np.int64)
+        obs[: len(self._actions)] = self._actions
+        obs[-1] = len(self._actions)
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._actions = []
+        return self._obs(), {}
+
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is outside the action space Discrete({self.vocab.size})")
+        if len(self._actions) >= self.prompt_length:
+            raise RuntimeError("the prompt is finished; call reset() first")
+        self._actions.append(int(action))
+        if len(self._actions) < self.prompt_length:
+            return self._obs(), 0.0, False, False, {}
+        batch = self.reward_fn([self.vocab.decode(self._actions)])
+        info = finished_info(self.vocab, self._actions, batch.rewards[0], batch.accuracy[0])
+        return self._obs(), float(batch.rewards[0]), True, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self.vocab.decode(self._actions)
+        return None

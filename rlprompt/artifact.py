@@ -1,0 +1,208 @@
+"""The prompt file: a learned prompt and everything needed to reuse and trust it.
+
+A prompt file is self-contained JSON: the prompt text (what every model is scored on, after
+re-tokenization), its token ids in the tokenizer that wrote it, the task's template,
+verbalizers and label names, its accuracies, the budget that found it, the seed and library
+versions. Loading validates every field and names the bad one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rlprompt.errors import RLPromptError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class TaskSpec:
+    """How to turn the prompt into model inputs and class predictions."""
+
+    name: str
+    template: str
+    verbalizers: list[str]
+    label_names: list[str]
+    manual_prompt: str = ""
+
+
+@dataclass
+class Candidate:
+    """One of the best distinct prompts a run found."""
+
+    prompt: str
+    token_ids: list[int]
+    train_reward: float
+    train_accuracy: float
+    dev_accuracy: float | None = None
+    test_accuracy: float | None = None
+
+
+@dataclass
+class PromptFile:
+    """A learned prompt and its provenance (see the module docstring)."""
+
+    prompt: str
+    token_ids: list[int]
+    tokenizer: str
+    """The model whose tokenizer ``token_ids`` belong to (the policy's)."""
+    target_lm: str
+    """The model the prompt was learned on."""
+    task: TaskSpec
+    accuracy: dict[str, float | None]
+    """``train``, ``dev`` and ``test`` accuracy on ``target_lm``, in [0, 1] (``None``: not measured)."""
+    budget: dict[str, float]
+    """``steps``, ``prompt_evaluations`` and ``seconds`` spent."""
+    seed: int
+    versions: dict[str, str]
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    candidates: list[Candidate] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a reader (or a run killed mid-write) never sees a half file."""
+        write_json_atomic(Path(path), self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> PromptFile:
+        """Read and validate a prompt file.
+
+        Raises:
+            RLPromptError: The file is missing, not JSON, or a field is missing or of the
+                wrong type; the message names the file and the field.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise RLPromptError(f"prompt file '{path}' does not exist") from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise RLPromptError(f"prompt file '{path}' cannot be read: {error}") from error
+        except json.JSONDecodeError as error:
+            raise RLPromptError(f"prompt file '{path}' is not valid JSON (line {error.lineno}: {error.msg})") from error
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "prompt file") -> PromptFile:
+        check = _Checker(source)
+        check.type(data, dict, "the top level")
+        version = check.field(data, "schema_version", int)
+        if version != SCHEMA_VERSION:
+            raise RLPromptError(f"{source}: field 'schema_version' is {version}; this rlprompt reads version {SCHEMA_VERSION}")
+        task = check.field(data, "task", dict)
+        spec = TaskSpec(
+            name=check.field(task, "name", str, "task."),
+            template=check.field(task, "template", str, "task."),
+            verbalizers=check.list_of(task, "verbalizers", str, "task."),
+            label_names=check.list_of(task, "label_names", str, "task."),
+            manual_prompt=check.field(task, "manual_prompt", str, "task.", default=""),
+        )
+        if len(spec.verbalizers) != len(spec.label_names):
+            raise RLPromptError(f"{source}: field 'task.verbalizers' has {len(spec.verbalizers)} entries but 'task.label_names' has {len(spec.label_names)}")
+        from rlprompt.template import Template
+
+        try:
+            Template(spec.template)
+        except RLPromptError as error:
+            raise RLPromptError(f"{source}: field 'task.template' is invalid: {error}") from error
+        accuracy = check.field(data, "accuracy", dict)
+        for key, value in accuracy.items():
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1):
+                raise RLPromptError(f"{source}: field 'accuracy.{key}' must be a number in [0, 1] or null, got {value!r}")
+        budget = check.field(data, "budget", dict)
+        for key, value in budget.items():
+            check.type(value, (int, float), f"field 'budget.{key}'")
+        candidates = []
+        for index, item in enumerate(check.field(data, "candidates", list, default=[])):
+            where = f"candidates[{index}]."
+            check.type(item, dict, f"field 'candidates[{index}]'")
+            candidates.append(
+                Candidate(
+                    prompt=check.field(item, "prompt", str, where),
+                    token_ids=check.list_of(item, "token_ids", int, where),
+                    train_reward=check.field(item, "train_reward", (int, float), where),
+                    train_accuracy=check.field(item, "train_accuracy", (int, float), where),
+                    dev_accuracy=check.field(item, "dev_accuracy", (int, float, type(None)), where, default=None),
+                    test_accuracy=check.field(item, "test_accuracy", (int, float, type(None)), where, default=None),
+                )
+            )
+        return cls(
+            prompt=check.field(data, "prompt", str),
+            token_ids=check.list_of(data, "token_ids", int),
+            tokenizer=check.field(data, "tokenizer", str),
+            target_lm=check.field(data, "target_lm", str),
+            task=spec,
+            accuracy=accuracy,
+            budget=budget,
+            seed=check.field(data, "seed", int),
+            versions=check.field(data, "versions", dict),
+            created_at=check.field(data, "created_at", str),
+            candidates=candidates,
+            schema_version=version,
+        )
+
+
+class _Checker:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def type(self, value: Any, expected, what: str) -> None:
+        types = expected if isinstance(expected, tuple) else (expected,)
+        # bool is an int subclass; a JSON true is never a valid number or id here.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join("null" if t is type(None) else {"str": "string", "dict": "object", "list": "list", "int": "integer", "float": "number"}.get(t.__name__, t.__name__) for t in types)
+            raise RLPromptError(f"{self.source}: {what} must be {names}, got {type(value).__name__} {value!r:.60}")
+
+    _MISSING = object()
+
+    def field(self, data: dict, key: str, expected, prefix: str = "", default: Any = _MISSING) -> Any:
+        if key not in data:
+            if default is not self._MISSING:
+                return default
+            raise RLPromptError(f"{self.source}: missing field '{prefix}{key}'")
+        self.type(data[key], expected, f"field '{prefix}{key}'")
+        return data[key]
+
+    def list_of(self, data: dict, key: str, item_type, prefix: str = "") -> list:
+        values = self.field(data, key, list, prefix)
+        for index, value in enumerate(values):
+            self.type(value, item_type, f"field '{prefix}{key}[{index}]'")
+        return values
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2, ensure_ascii=False)
+            out.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of rlprompt and the libraries that shape its results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import rlprompt
+
+    versions = {"rlprompt": rlprompt.__version__}
+    for package in ("torch", "transformers", "stable-baselines3", "gymnasium", "tokenizers"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions

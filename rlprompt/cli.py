@@ -1,0 +1,200 @@
+"""The ``rlprompt`` command: train, eval, export, models.
+
+Bad input ends with one line on stderr naming the bad thing, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import logging
+import os
+import sys
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from rlprompt.errors import RLPromptError
+
+EXIT_BAD_INPUT = 2
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The one-line docstrings under each dataclass field, for ``--help``."""
+    docs: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    for node, following in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+            docs[node.target.id] = str(following.value.value).strip()
+    return docs
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    from rlprompt.config import TrainConfig
+
+    docs = _field_docs(TrainConfig)
+    hints = typing.get_type_hints(TrainConfig)
+    for item in fields(TrainConfig):
+        flag = "--" + item.name.replace("_", "-")
+        hint = hints[item.name]
+        default = item.default if item.default is not MISSING else None
+        help_text = f"{docs.get(item.name, '')} (default: {default})"
+        if hint is bool:
+            parser.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif "list" in str(hint):
+            parser.add_argument(flag, dest=item.name, nargs="+", default=None, help=help_text)
+        else:
+            base = next((t for t in (int, float, str) if t is hint or t in typing.get_args(hint)), str)
+            parser.add_argument(flag, dest=item.name, type=base, default=None, metavar=item.name.upper(), help=help_text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlprompt", description="Find discrete text prompts for a frozen LM by RL.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every training step")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="learn a prompt (no arguments: the offline demo)")
+    train.add_argument("--config", help="TOML file of training settings; flags override it")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_arguments(train)
+
+    evaluate = commands.add_parser("eval", help="score a prompt file on a task and model, beside the empty and manual prompts")
+    evaluate.add_argument("--prompt", required=True, help="a prompt file or run folder")
+    evaluate.add_argument("--target-lm", required=True, help="model to score on (alias, .gguf, folder or hub id)")
+    evaluate.add_argument("--task", help="task name (default: the prompt file's)")
+    evaluate.add_argument("--data", help="task data: folder or one file (default: the demo data for the demo task)")
+    evaluate.add_argument("--split", default="test", choices=["train", "dev", "test"], help="split to score (default: test)")
+    evaluate.add_argument("--template", help="override the prompt file's template")
+    evaluate.add_argument("--verbalizers", nargs="+", help="override the prompt file's verbalizers")
+    evaluate.add_argument("--manual-prompt", help="override the manual baseline prompt")
+    evaluate.add_argument("--output", help="also write the scores as JSON here")
+
+    export = commands.add_parser("export", help="export a run's prompts")
+    export.add_argument("run_or_file", help="a run folder or a prompt file")
+    export.add_argument("--format", default="json", help="json, jsonl, csv or txt (default: json)")
+    export.add_argument("--top-k", type=int, help="only the best K prompts")
+    export.add_argument("--output", "-o", help="write here instead of stdout")
+
+    commands.add_parser("models", help="list the offline model aliases")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rlprompt.config import TrainConfig
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    config = TrainConfig.from_toml(args.config, **overrides) if args.config else TrainConfig(
+        **{k: v for k, v in overrides.items() if v is not None}
+    )
+    config.check()
+    from rlprompt.evaluation import format_table
+    from rlprompt.train import train
+
+    result = train(config, progress_bar=not args.no_progress and sys.stderr.isatty())
+    rows = []
+    for name in ("empty", "manual", "learned"):
+        scores = [result.baselines[s][name] for s in ("dev", "test") if s in result.baselines]
+        rows.append([name, repr(scores[0].prompt), *[s.accuracy for s in scores]])
+    headers = ["prompt", "text", *[f"{s} acc" for s in ("dev", "test") if s in result.baselines]]
+    state = "interrupted; best so far" if result.interrupted else "learned prompt"
+    print(f"\n{state}: {result.prompt_file.prompt!r}")
+    print(format_table(headers, rows))
+    budget = result.prompt_file.budget
+    print(f"\n{budget['prompt_evaluations']} prompt evaluations in {budget['seconds']:.0f} s; prompt file: {result.path}")
+    return 130 if result.interrupted else 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rlprompt.artifact import PromptFile
+    from rlprompt.artifact import write_json_atomic
+    from rlprompt.evaluation import format_table, score_prompts
+    from rlprompt.export import resolve_prompt_file
+    from rlprompt.models import load_model
+    from rlprompt.scoring import Scorer
+    from rlprompt.tasks import load_task
+
+    prompt_file = PromptFile.load(resolve_prompt_file(args.prompt))
+    spec = prompt_file.task
+    task_name = args.task or spec.name
+    task = load_task(
+        task_name,
+        args.data,
+        template=args.template or spec.template,
+        verbalizers=args.verbalizers or spec.verbalizers,
+        label_names=spec.label_names if not args.verbalizers else None,
+        manual_prompt=args.manual_prompt if args.manual_prompt is not None else spec.manual_prompt,
+    )
+    task.require(args.split)
+    lm = load_model(args.target_lm)
+    scorer = Scorer(lm, task.template, task.verbalizers)
+    prompts = {"empty": "", "manual": task.manual_prompt, "learned": prompt_file.prompt}
+    scores = dict(zip(prompts, score_prompts(scorer, list(prompts.values()), task.split(args.split))))
+    headers = ["prompt", "text", "accuracy", *[f"acc[{n}]" for n in task.label_names]]
+    rows = [[name, repr(s.prompt), s.accuracy, *s.per_class_accuracy] for name, s in scores.items()]
+    print(f"{task.name} {args.split} ({len(task.split(args.split))} examples) on {lm.name}, template {task.template.text!r}")
+    print(format_table(headers, rows))
+    if args.output:
+        write_json_atomic(Path(args.output), {
+            "target_lm": lm.name, "task": task.name, "split": args.split,
+            "scores": {name: {"prompt": s.prompt, "accuracy": s.accuracy, "per_class_accuracy": s.per_class_accuracy} for name, s in scores.items()},
+        })
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rlprompt.artifact import PromptFile
+    from rlprompt.export import export_prompts, resolve_prompt_file
+
+    text = export_prompts(PromptFile.load(resolve_prompt_file(args.run_or_file)), args.format, args.top_k)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rlprompt.models import OFFLINE_MODELS
+
+    for alias, offline in OFFLINE_MODELS.items():
+        try:
+            where = str(offline.locate())
+        except RLPromptError as error:
+            where = f"not installed ({error})"
+        print(f"{alias:14} {offline.description}\n{'':14} {where}")
+    print("Any Hugging Face causal or masked LM also works: a hub id (online), a local folder, or a .gguf file.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        logging.getLogger("rlprompt").setLevel(logging.DEBUG)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
+    handlers = {"train": _train, "eval": _eval, "export": _export, "models": _models}
+    try:
+        return handlers[args.command](args)
+    except RLPromptError as error:
+        print(f"rlprompt: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", module="stable_baselines3")
+    warnings.filterwarnings("ignore", module="gymnasium")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Training configuration: one dataclass, readable from a TOML file and the command line."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rlprompt.errors import RLPromptError
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. The defaults are the offline demo run."""
+
+    task: str = "demo"
+    """Task name: demo, sst-2, sst-5, agnews, or your own name with --data."""
+    data: str | None = None
+    """Folder with train/dev/test files (.tsv/.csv/.jsonl); none for the built-in demo."""
+    template: str | None = None
+    """Template with {sentence}, {prompt} and {mask}; default: the task's."""
+    verbalizers: list[str] | None = None
+    """One single-token label word per class; default: the task's."""
+    label_names: list[str] | None = None
+    """Names of the classes, for reports; default: the task's."""
+    manual_prompt: str | None = None
+    """The hand-written baseline prompt; default: the task's."""
+    text_column: str | None = None
+    """Column with the input text; default: sentence or text."""
+    label_column: str = "label"
+    """Column with the label."""
+    target_lm: str = "smollm2-135m"
+    """Frozen model the prompt is optimised for (alias, .gguf, folder or hub id)."""
+    policy_lm: str | None = None
+    """Causal LM backbone of the policy; default: the target if causal, else smollm2-135m."""
+    prompt_length: int = 5
+    """Tokens per prompt."""
+    vocabulary: str = "words"
+    """Action vocabulary: all (every token) or words (word-start alphabetic tokens)."""
+    num_prompts: int = 16
+    """Prompts sampled and scored together per training step (the batch the reward z-scores)."""
+    steps: int = 40
+    """Training steps; each samples num_prompts prompts and updates the policy once."""
+    algo: str = "ppo"
+    """RL algorithm from stable-baselines3: ppo or a2c."""
+    learning_rate: float = 1e-3
+    """Learning rate of the adapter and value head."""
+    n_epochs: int = 4
+    """PPO epochs over each batch of prompts."""
+    ent_coef: float = 0.0
+    """Entropy bonus."""
+    adapter_hidden: int = 2048
+    """Width of the policy's adapter MLP (2048 in the paper)."""
+    reward: str = "gap"
+    """Training reward: gap (the paper's) or accuracy."""
+    correct_coef: float = 200.0
+    """Gap reward scale when the gold class wins."""
+    incorrect_coef: float = 180.0
+    """Gap reward scale when it loses."""
+    top_k: int = 8
+    """Distinct prompts kept by training reward and scored on dev; the best on dev is the result."""
+    seed: int = 0
+    """Seed for the policy's initialisation and sampling."""
+    run_name: str | None = None
+    """Folder name under runs_dir; default: task-target-seed."""
+    runs_dir: str = "runs"
+    """Where run folders go."""
+    evaluate_test: bool = True
+    """Score the empty, manual and learned prompts on the test split at the end."""
+    max_batch_tokens: int = 16384
+    """Memory bound of one scoring forward pass, in tokens."""
+
+    def check(self) -> None:
+        """Raise on values no run could use."""
+        if not isinstance(self.prompt_length, int) or self.prompt_length < 1:
+            raise RLPromptError(f"prompt length must be an integer >= 1, got {self.prompt_length!r}")
+        if self.num_prompts < 2:
+            raise RLPromptError(f"num_prompts must be >= 2 (rewards are z-scored across the batch), got {self.num_prompts}")
+        if self.steps < 1:
+            raise RLPromptError(f"steps must be >= 1, got {self.steps}")
+        if self.algo not in ("ppo", "a2c"):
+            raise RLPromptError(f"unknown algo '{self.algo}'; valid: ppo, a2c")
+        if self.reward not in ("gap", "accuracy"):
+            raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
+        if self.top_k < 1:
+            raise RLPromptError(f"top_k must be >= 1, got {self.top_k}")
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Read a config file; ``overrides`` (e.g. from the command line) win."""
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise RLPromptError(f"config file '{path}' does not exist") from error
+        except tomllib.TOMLDecodeError as error:
+            raise RLPromptError(f"config file '{path}' is not valid TOML: {error}") from error
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise RLPromptError(f"config file '{path}' has unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

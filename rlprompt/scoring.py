@@ -1,0 +1,325 @@
+"""Class scores of a frozen LM for (prompt x example) pairs.
+
+The scorer fills the template with every pair, runs the frozen target LM, and reads the logits
+of the verbalizer tokens at the read-out position: for a causal LM the next-token logits
+after everything before ``{mask}``, for a masked LM the logits at the mask token.
+
+Causal LMs use a prefix KV cache: everything before ``{prompt}`` (the sentence, in the usual
+``"{sentence} {prompt} {mask}"``) is run once per example, and for each prompt only the prompt
+and the template's tail run through the model. Only the read-out position's hidden state is
+multiplied by the verbalizer rows of the output embedding, never the whole vocabulary.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from rlprompt.errors import RLPromptError
+from rlprompt.models import LoadedModel
+from rlprompt.template import Template
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    """Token ids of one filled template, split where the prompt starts."""
+
+    prefix: tuple[int, ...]
+    """Ids before the prompt: they depend on the example only, so causal LMs cache them."""
+    suffix: tuple[int, ...]
+    """The prompt's ids and everything after it up to the read-out (causal) or the end (masked)."""
+    mask_index: int | None
+    """Index of the mask token in ``prefix + suffix`` (masked LMs only)."""
+
+
+class TemplateEncoder:
+    """Piecewise tokenization of a template for one tokenizer (see :mod:`rlprompt.template`)."""
+
+    def __init__(self, tokenizer, kind: str, template: Template) -> None:
+        template.check_for(kind)
+        self.tokenizer = tokenizer
+        self.kind = kind
+        self.template = template
+        probe = "hello"
+        plain = self._piece_ids(probe)
+        full = list(tokenizer(probe).input_ids)
+        start = _find_sublist(full, plain)
+        # Special tokens the tokenizer wraps around any text: BOS for Gemma/Llama, CLS/SEP for BERT.
+        self.before = tuple(full[:start]) if start >= 0 else ()
+        self.after = tuple(full[start + len(plain):]) if start >= 0 and kind == "masked" else ()
+        self.mask_id = tokenizer.mask_token_id if kind == "masked" else None
+        if kind == "masked" and self.mask_id is None:
+            raise RLPromptError("the masked LM's tokenizer has no mask token")
+
+    @functools.lru_cache(maxsize=65536)
+    def _piece_ids(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def encode(self, sentence: str, prompt: str) -> EncodedPair:
+        """Ids of the template filled with ``sentence`` and ``prompt``."""
+        prefix: list[int] = list(self.before)
+        suffix: list[int] = []
+        target = prefix
+        mask_index = None
+        for kind, text in self.template.segments(sentence, prompt):
+            if kind == "prompt":
+                target = suffix
+            if kind == "mask":
+                if self.kind == "causal":
+                    break
+                mask_index = len(prefix) + len(suffix) if target is suffix else len(prefix)
+                target.append(self.mask_id)
+                continue
+            target.extend(self._piece_ids(text))
+        target.extend(self.after)
+        if self.template.prompt_first and target is prefix:
+            # The prompt was empty: nothing moved to the suffix; keep the split at the same place.
+            pass
+        return EncodedPair(prefix=tuple(prefix), suffix=tuple(suffix), mask_index=mask_index)
+
+
+def _find_sublist(haystack: list[int], needle: tuple[int, ...]) -> int:
+    for start in range(len(haystack) - len(needle) + 1):
+        if tuple(haystack[start:start + len(needle)]) == needle:
+            return start
+    return -1
+
+
+def verbalizer_token_ids(tokenizer, verbalizers: Sequence[str], model_name: str = "the target LM") -> list[int]:
+    """One token id per verbalizer, or a clear error naming the verbalizer that is not one token."""
+    ids = []
+    for word in verbalizers:
+        pieces = tokenizer(word, add_special_tokens=False).input_ids
+        if len(pieces) != 1:
+            tokens = tokenizer.convert_ids_to_tokens(pieces)
+            raise RLPromptError(
+                f"verbalizer {word!r} is {len(pieces)} tokens {tokens} for {model_name}'s tokenizer; "
+                "each verbalizer must be a single token (try a shorter or more common word, with its leading space)"
+            )
+        ids.append(pieces[0])
+    if len(set(ids)) != len(ids):
+        raise RLPromptError(f"verbalizers {list(verbalizers)} map to the same token for {model_name}; they must differ")
+    return ids
+
+
+class Scorer:
+    """Verbalizer logits of a frozen LM for every (prompt, example) pair.
+
+    Args:
+        lm: The frozen target model.
+        template: Where the sentence, prompt and mask go.
+        verbalizers: One single-token label word per class, e.g. ``[" terrible", " great"]``.
+        max_batch_tokens: Upper bound on tokens (cached ones included) in one forward pass;
+            bounds memory.
+        prefix_cache: Reuse each example's prefix across prompts (causal LMs). Turning it off
+            gives the plain path, kept as the reference for equivalence tests and benchmarks.
+    """
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        template: Template,
+        verbalizers: Sequence[str],
+        *,
+        max_batch_tokens: int = 16384,
+        prefix_cache: bool = True,
+    ) -> None:
+        self.lm = lm
+        self.encoder = TemplateEncoder(lm.tokenizer, lm.kind, template)
+        self.verbalizer_ids = verbalizer_token_ids(lm.tokenizer, verbalizers, lm.name)
+        self.max_batch_tokens = max_batch_tokens
+        self.prefix_cache = prefix_cache and lm.kind == "causal"
+        model = lm.model
+        head = model.get_output_embeddings()
+        ids = torch.tensor(self.verbalizer_ids)
+        self._head_weight = head.weight.detach()[ids]
+        bias = getattr(head, "bias", None)
+        self._head_bias = bias.detach()[ids] if bias is not None else None
+        self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        pad = lm.tokenizer.pad_token_id
+        self._pad_id = pad if pad is not None else 0
+        self._prefix_states: dict[tuple[str, ...], _PrefixState] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.verbalizer_ids)
+
+    def class_logits(self, prompts: Sequence[str], sentences: Sequence[str]) -> torch.Tensor:
+        """Verbalizer logits, shape ``[len(prompts), len(sentences), num_classes]``, float32."""
+        if not prompts or not sentences:
+            return torch.zeros(len(prompts), len(sentences), self.num_classes)
+        with torch.inference_mode():
+            if self.lm.kind == "masked":
+                logits = self._masked_logits(prompts, sentences)
+            elif self.prefix_cache:
+                logits = self._cached_causal_logits(prompts, sentences)
+            else:
+                logits = self._plain_causal_logits(prompts, sentences)
+        return logits.float().reshape(len(prompts), len(sentences), self.num_classes)
+
+    # -- read-out -------------------------------------------------------------------------
+
+    def _readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = hidden @ self._head_weight.T.to(hidden.dtype)
+        if self._head_bias is not None:
+            logits = logits + self._head_bias.to(hidden.dtype)
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
+    def _chunks(self, lengths: Sequence[int]) -> list[range]:
+        """Consecutive index ranges whose padded size stays under ``max_batch_tokens``."""
+        chunks, start, longest = [], 0, 0
+        for index, length in enumerate(lengths):
+            longest_if_added = max(longest, length)
+            if index > start and longest_if_added * (index - start + 1) > self.max_batch_tokens:
+                chunks.append(range(start, index))
+                start, longest_if_added = index, length
+            longest = longest_if_added
+        chunks.append(range(start, len(lengths)))
+        return chunks
+
+    # -- causal, plain --------------------------------------------------------------------
+
+    def _plain_causal_logits(self, prompts: Sequence[str], sentences: Sequence[str]) -> torch.Tensor:
+        sequences = [
+            pair.prefix + pair.suffix
+            for prompt in prompts
+            for pair in (self.encoder.encode(sentence, prompt) for sentence in sentences)
+        ]
+        outputs = []
+        for chunk in self._chunks([len(s) for s in sequences]):
+            ids, mask = _left_pad([sequences[i] for i in chunk], self._pad_id)
+            hidden = self.lm.model.base_model(
+                input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False
+            ).last_hidden_state
+            outputs.append(self._readout(hidden[:, -1]))
+        return torch.cat(outputs)
+
+    # -- causal, prefix cache ---------------------------------------------------------------
+
+    def _prefix_state(self, sentences: Sequence[str]) -> _PrefixState:
+        key = tuple(sentences)
+        state = self._prefix_states.get(key)
+        if state is None:
+            # The prompt does not change the prefix; any prompt gives the same split.
+            prefixes = [self.encoder.encode(sentence, "x").prefix for sentence in sentences]
+            state = _PrefixState.compute(self.lm.model, prefixes, self._pad_id, self.max_batch_tokens)
+            if len(self._prefix_states) >= 4:
+                self._prefix_states.pop(next(iter(self._prefix_states)))
+            self._prefix_states[key] = state
+        return state
+
+    def _cached_causal_logits(self, prompts: Sequence[str], sentences: Sequence[str]) -> torch.Tensor:
+        state = self._prefix_state(sentences)
+        suffixes = [self.encoder.encode(sentence, prompt).suffix for prompt in prompts for sentence in sentences]
+        example_of_pair = [e for _ in prompts for e in range(len(sentences))]
+        outputs = []
+        width = state.mask.shape[1]
+        for chunk in self._chunks([width + len(s) for s in suffixes]):
+            rows = torch.tensor([example_of_pair[i] for i in chunk])
+            chunk_suffixes = [suffixes[i] for i in chunk]
+            hidden = state.last_hidden[rows].clone()
+            has_suffix = torch.tensor([len(s) > 0 for s in chunk_suffixes])
+            if has_suffix.any():
+                selected = rows[has_suffix]
+                ids, suffix_mask = _left_pad([s for s in chunk_suffixes if s], self._pad_id)
+                cache = state.cache_for(selected, self.lm.model.config)
+                mask = torch.cat([state.mask[selected], suffix_mask], dim=1)
+                positions = state.lengths[selected, None] + _positions(suffix_mask)
+                out = self.lm.model.base_model(
+                    input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+                ).last_hidden_state
+                hidden[has_suffix] = out[:, -1]
+            outputs.append(self._readout(hidden))
+        return torch.cat(outputs)
+
+    # -- masked ---------------------------------------------------------------------------
+
+    def _masked_logits(self, prompts: Sequence[str], sentences: Sequence[str]) -> torch.Tensor:
+        pairs = [self.encoder.encode(sentence, prompt) for prompt in prompts for sentence in sentences]
+        sequences = [pair.prefix + pair.suffix for pair in pairs]
+        outputs = []
+        for chunk in self._chunks([len(s) for s in sequences]):
+            ids, mask = _right_pad([sequences[i] for i in chunk], self._pad_id)
+            logits = self.lm.model(input_ids=ids, attention_mask=mask).logits
+            mask_positions = torch.tensor([pairs[i].mask_index for i in chunk])
+            outputs.append(logits[torch.arange(len(chunk)), mask_positions][:, self.verbalizer_ids])
+        return torch.cat(outputs)
+
+
+@dataclass
+class _PrefixState:
+    """Keys/values, padding mask and last hidden state of each example's prefix (left-padded)."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    mask: torch.Tensor
+    lengths: torch.Tensor
+    last_hidden: torch.Tensor
+
+    @classmethod
+    def compute(cls, model, prefixes: list[tuple[int, ...]], pad_id: int, max_batch_tokens: int) -> _PrefixState:
+        from transformers import DynamicCache
+
+        width = max(len(p) for p in prefixes)
+        ids, mask = _left_pad(prefixes, pad_id, width)
+        per_batch = max(1, max_batch_tokens // max(width, 1))
+        keys: list[list[torch.Tensor]] = []
+        values: list[list[torch.Tensor]] = []
+        hidden = []
+        for start in range(0, len(prefixes), per_batch):
+            rows = slice(start, start + per_batch)
+            cache = DynamicCache(config=model.config)
+            out = model.base_model(
+                input_ids=ids[rows],
+                attention_mask=mask[rows],
+                position_ids=_positions(mask[rows]),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            hidden.append(out.last_hidden_state[:, -1])
+            keys.append([layer.keys for layer in out.past_key_values.layers])
+            values.append([layer.values for layer in out.past_key_values.layers])
+        return cls(
+            keys=[torch.cat(layer) for layer in zip(*keys)],
+            values=[torch.cat(layer) for layer in zip(*values)],
+            mask=mask,
+            lengths=mask.sum(dim=1),
+            last_hidden=torch.cat(hidden),
+        )
+
+    def cache_for(self, rows: torch.Tensor, config):
+        """A fresh cache holding the prefixes of ``rows`` (the forward pass appends to it)."""
+        from transformers import DynamicCache
+
+        data = [(k[rows], v[rows]) for k, v in zip(self.keys, self.values)]
+        return DynamicCache(ddp_cache_data=data, config=config)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def _left_pad(sequences: Sequence[Sequence[int]], pad_id: int, width: int | None = None):
+    width = width or max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq):] = torch.tensor(seq)
+            mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def _right_pad(sequences: Sequence[Sequence[int]], pad_id: int):
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids, mask

@@ -1,0 +1,185 @@
+"""Train a prompt: the whole path from a config to a prompt file.
+
+Read top to bottom: load the target LM and the policy backbone, load the task, build the reward
+(target LM scored on the train split), the batched env, the LM-adapter policy and the SB3
+algorithm; learn, keeping the best prompts on dev as they appear; finally score the empty,
+manual and learned prompts on dev and test and write ``runs/<run>/prompt.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from envs.vec_env import PromptVecEnv
+from policies.lm_adapter import LMAdapterPolicy
+from policies.vocab import build_vocabulary
+from rewards.classification import AccuracyReward, GapReward
+from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions, write_json_atomic
+from rlprompt.callbacks import TopKPromptCallback
+from rlprompt.config import TrainConfig
+from rlprompt.errors import RLPromptError
+from rlprompt.evaluation import PromptScore, score_prompts
+from rlprompt.models import LoadedModel, load_model
+from rlprompt.scoring import Scorer
+from rlprompt.tasks import Task, load_task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    prompt_file: PromptFile
+    path: Path
+    """Where the prompt file was written."""
+    baselines: dict[str, dict[str, PromptScore]]
+    """Split -> {"empty", "manual", "learned"} -> score."""
+    interrupted: bool = False
+
+
+def load_config_task(config: TrainConfig) -> Task:
+    return load_task(
+        config.task,
+        config.data,
+        template=config.template,
+        verbalizers=config.verbalizers,
+        label_names=config.label_names,
+        manual_prompt=config.manual_prompt,
+        text_column=config.text_column,
+        label_column=config.label_column,
+    )
+
+
+def _policy_backbone(config: TrainConfig, target: LoadedModel) -> LoadedModel:
+    spec = config.policy_lm or (config.target_lm if target.kind == "causal" else "smollm2-135m")
+    backbone = target if spec == target.name else load_model(spec)
+    if backbone.kind != "causal":
+        raise RLPromptError(f"policy backbone '{spec}' is a masked LM; the policy needs a causal LM")
+    return backbone
+
+
+def _start_token(tokenizer) -> int:
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id):
+        if token_id is not None:
+            return token_id
+    raise RLPromptError("the policy tokenizer has no BOS, EOS or PAD token to start a prompt with")
+
+
+def run_dir(config: TrainConfig) -> Path:
+    name = config.run_name or f"{config.task.replace(':', '_').replace('/', '_')}-{Path(config.target_lm).name}-seed{config.seed}"
+    return Path(config.runs_dir) / name
+
+
+def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
+    """Learn a prompt for ``config``; see the module docstring for the steps.
+
+    Returns:
+        The prompt file (also written to ``runs/<run>/prompt.json``) and the baseline scores.
+        A Ctrl-C stops training early; the best prompt so far is still written and returned.
+    """
+    config.check()
+    started = time.monotonic()
+    out_dir = run_dir(config)
+    task = load_config_task(config)
+    task.require("train", "dev")
+    target = load_model(config.target_lm)
+    scorer = Scorer(target, task.template, task.verbalizers, max_batch_tokens=config.max_batch_tokens)
+    backbone = _policy_backbone(config, target)
+    vocab = build_vocabulary(backbone.tokenizer, config.vocabulary)
+
+    reward_class = GapReward if config.reward == "gap" else AccuracyReward
+    reward_kwargs = dict(correct_coef=config.correct_coef, incorrect_coef=config.incorrect_coef) if config.reward == "gap" else {}
+    reward = reward_class(scorer, task.train, **reward_kwargs)
+    env = PromptVecEnv(reward, vocab, num_envs=config.num_prompts, prompt_length=config.prompt_length)
+
+    def dev_accuracy(prompts: list[str]) -> list[float]:
+        return [score.accuracy for score in score_prompts(scorer, prompts, task.dev)]
+
+    def prompt_file(ranked: list[Candidate], budget_steps: int, test_accuracy: float | None = None) -> PromptFile:
+        best = ranked[0]
+        return PromptFile(
+            prompt=best.prompt,
+            token_ids=best.token_ids,
+            tokenizer=backbone.name,
+            target_lm=target.name,
+            task=TaskSpec(task.name, task.template.text, task.verbalizers, task.label_names, task.manual_prompt),
+            accuracy={"train": best.train_accuracy, "dev": best.dev_accuracy, "test": test_accuracy},
+            budget={
+                "steps": budget_steps,
+                "prompt_evaluations": callback.prompt_evaluations,
+                "seconds": round(time.monotonic() - started, 1),
+            },
+            seed=config.seed,
+            versions=library_versions(),
+            candidates=ranked,
+        )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "config.json", asdict(config))
+    path = out_dir / "prompt.json"
+    callback = TopKPromptCallback(
+        config.top_k,
+        dev_accuracy,
+        lambda ranked: prompt_file(ranked, env_steps()).save(path),
+    )
+    algorithm = _algorithm(config, env, backbone, vocab, out_dir)
+    env_steps = lambda: algorithm.num_timesteps // (config.num_prompts * config.prompt_length)  # noqa: E731
+    interrupted = False
+    try:
+        algorithm.learn(total_timesteps=config.steps * config.num_prompts * config.prompt_length, callback=callback, progress_bar=progress_bar)
+    except KeyboardInterrupt:
+        interrupted = True
+        logger.warning("interrupted: keeping the best prompt so far")
+    algorithm.policy.save_trainable(str(out_dir / "policy.safetensors"))
+    ranked = callback.ranked()
+    if not ranked:
+        raise RLPromptError("training stopped before any prompt was finished; nothing to save")
+
+    baselines: dict[str, dict[str, PromptScore]] = {}
+    learned = ranked[0].prompt
+    splits = ["dev", "test"] if config.evaluate_test and task.test and not interrupted else ["dev"]
+    for split in splits:
+        scores = score_prompts(scorer, ["", task.manual_prompt, learned], task.split(split))
+        baselines[split] = dict(zip(["empty", "manual", "learned"], scores))
+    result_file = prompt_file(ranked, env_steps(), baselines["test"]["learned"].accuracy if "test" in baselines else None)
+    result_file.save(path)
+    write_json_atomic(
+        out_dir / "baselines.json",
+        {split: {name: asdict(score) for name, score in scores.items()} for split, scores in baselines.items()},
+    )
+    return TrainResult(result_file, path, baselines, interrupted)
+
+
+def _algorithm(config: TrainConfig, env: PromptVecEnv, backbone: LoadedModel, vocab, out_dir: Path):
+    from stable_baselines3 import A2C, PPO
+
+    policy_kwargs = dict(
+        backbone=backbone.model,
+        action_token_ids=vocab.token_ids,
+        start_token_id=_start_token(backbone.tokenizer),
+        adapter_hidden=config.adapter_hidden,
+    )
+    rollout = config.num_prompts * config.prompt_length
+    common = dict(
+        policy=LMAdapterPolicy,
+        env=env,
+        learning_rate=config.learning_rate,
+        n_steps=config.prompt_length,
+        gamma=1.0,
+        ent_coef=config.ent_coef,
+        policy_kwargs=policy_kwargs,
+        seed=config.seed,
+        device="cpu",
+        tensorboard_log=str(out_dir / "tensorboard"),
+        verbose=0,
+    )
+    torch.manual_seed(config.seed)
+    if config.algo == "ppo":
+        return PPO(batch_size=rollout, n_epochs=config.n_epochs, gae_lambda=0.95, **common)
+    return A2C(gae_lambda=1.0, **common)

@@ -1,0 +1,120 @@
+"""Shared fixtures: tiny randomly initialised models with tokenizers built in the test session.
+
+Everything here is offline and fast. Tests that need the real SmolLM2 / Gemma weights are marked
+``real_model``; tests that read ``../shared/data`` are marked ``shared_data`` and skip when it
+is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rlprompt.models import LoadedModel  # noqa: E402
+from rlprompt.tasks import DEMO_DIR  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]
+
+
+def _corpus() -> list[str]:
+    lines = []
+    for split in ("train", "dev", "test"):
+        text = (DEMO_DIR / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
+        lines += [line.split("\t")[0] for line in text]
+    # Make the verbalizers and the manual prompt single tokens of the tiny vocabulary.
+    return lines + ["It was great. It was terrible. It was good. It was bad. Overall it was okay."] * 50
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer():
+    """A byte-level BPE tokenizer (GPT-2 style: ' great' is one token 'Ġgreat')."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    raw = ByteLevelBPETokenizer()
+    raw.train_from_iterator(_corpus(), vocab_size=600, min_frequency=2, special_tokens=SPECIALS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=raw._tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>"
+    )
+
+
+@pytest.fixture(scope="session")
+def wordpiece_tokenizer():
+    """A BERT-style WordPiece tokenizer that wraps inputs in [CLS] ... [SEP]."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from tokenizers.processors import BertProcessing
+
+    raw = BertWordPieceTokenizer(lowercase=True)
+    raw.train_from_iterator(_corpus(), vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    raw._tokenizer.post_processor = BertProcessing(("[SEP]", raw.token_to_id("[SEP]")), ("[CLS]", raw.token_to_id("[CLS]")))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=raw._tokenizer, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]"
+    )
+
+
+def _frozen(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(bpe_tokenizer) -> LoadedModel:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(bpe_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+        bos_token_id=bpe_tokenizer.bos_token_id, eos_token_id=bpe_tokenizer.eos_token_id, pad_token_id=bpe_tokenizer.pad_token_id,
+    )
+    return LoadedModel("tiny-llama", _frozen(LlamaForCausalLM(config)), bpe_tokenizer, "causal")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(bpe_tokenizer) -> LoadedModel:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(1)
+    config = GPT2Config(
+        vocab_size=len(bpe_tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=256,
+        bos_token_id=bpe_tokenizer.bos_token_id, eos_token_id=bpe_tokenizer.eos_token_id,
+    )
+    return LoadedModel("tiny-gpt2", _frozen(GPT2LMHeadModel(config)), bpe_tokenizer, "causal")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(wordpiece_tokenizer) -> LoadedModel:
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(2)
+    config = BertConfig(
+        vocab_size=len(wordpiece_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=256, pad_token_id=wordpiece_tokenizer.pad_token_id,
+    )
+    return LoadedModel("tiny-bert", _frozen(BertForMaskedLM(config)), wordpiece_tokenizer, "masked")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tiny_llama, tmp_path_factory) -> Path:
+    """The tiny Llama saved as a Hugging Face folder, loadable by ``rlprompt --target-lm``."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA} (only on developer machines and CI)")
+    return SHARED_DATA
