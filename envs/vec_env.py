@@ -37,6 +37,7 @@ class PromptVecEnv(VecEnv):
         self.vocab = vocab
         self.prompt_length = int(prompt_length)
         self.normalize = normalize
+        self.render_mode = None
         super().__init__(num_envs, observation_space(self.prompt_length, vocab.size), gym.spaces.Discrete(vocab.size))
         self._tokens = np.zeros((num_envs, self.prompt_length), dtype=np.int64)
         self._length = 0

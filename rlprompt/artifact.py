@@ -187,6 +187,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=2, ensure_ascii=False)
             out.write("\n")
+        # mkstemp creates the file 0600; give it the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ class TrainConfig:
     """Training steps; each samples num_prompts prompts and updates the policy once."""
     algo: str = "ppo"
     """RL algorithm from stable-baselines3: ppo or a2c."""
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-4
     """Learning rate of the adapter and value head."""
     n_epochs: int = 4
     """PPO epochs over each batch of prompts."""
@@ -73,6 +74,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raise on values no run could use."""
+        self._check_types()
         if not isinstance(self.prompt_length, int) or self.prompt_length < 1:
             raise RLPromptError(f"prompt length must be an integer >= 1, got {self.prompt_length!r}")
         if self.num_prompts < 2:
@@ -85,6 +87,23 @@ class TrainConfig:
             raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
         if self.top_k < 1:
             raise RLPromptError(f"top_k must be >= 1, got {self.top_k}")
+
+    def _check_types(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for item in fields(self):
+            value = getattr(self, item.name)
+            expected = hints[item.name]
+            allowed = typing.get_args(expected) or (expected,)
+            if value is None and type(None) in allowed:
+                continue
+            base = [typing.get_origin(t) or t for t in allowed if t is not type(None)]
+            if float in base and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if not isinstance(value, tuple(base)) or (isinstance(value, bool) and bool not in base):
+                names = " or ".join(t.__name__ for t in base)
+                raise RLPromptError(f"setting '{item.name}' must be {names}, got {type(value).__name__} {value!r}")
+            if list in base and not all(isinstance(v, str) for v in value):
+                raise RLPromptError(f"setting '{item.name}' must be a list of strings, got {value!r}")
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> TrainConfig:

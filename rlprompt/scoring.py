@@ -73,11 +73,9 @@ class TemplateEncoder:
                 mask_index = len(prefix) + len(suffix) if target is suffix else len(prefix)
                 target.append(self.mask_id)
                 continue
-            target.extend(self._piece_ids(text))
+            if text:
+                target.extend(self._piece_ids(text))
         target.extend(self.after)
-        if self.template.prompt_first and target is prefix:
-            # The prompt was empty: nothing moved to the suffix; keep the split at the same place.
-            pass
         return EncodedPair(prefix=tuple(prefix), suffix=tuple(suffix), mask_index=mask_index)
 
 
@@ -116,6 +114,7 @@ class Scorer:
             bounds memory.
         prefix_cache: Reuse each example's prefix across prompts (causal LMs). Turning it off
             gives the plain path, kept as the reference for equivalence tests and benchmarks.
+        example_block: Examples whose prefixes are cached at once; bounds the cache's memory.
     """
 
     def __init__(
@@ -126,11 +125,13 @@ class Scorer:
         *,
         max_batch_tokens: int = 16384,
         prefix_cache: bool = True,
+        example_block: int = 256,
     ) -> None:
         self.lm = lm
         self.encoder = TemplateEncoder(lm.tokenizer, lm.kind, template)
         self.verbalizer_ids = verbalizer_token_ids(lm.tokenizer, verbalizers, lm.name)
         self.max_batch_tokens = max_batch_tokens
+        self.example_block = example_block
         self.prefix_cache = prefix_cache and lm.kind == "causal"
         model = lm.model
         head = model.get_output_embeddings()
@@ -154,8 +155,17 @@ class Scorer:
         with torch.inference_mode():
             if self.lm.kind == "masked":
                 logits = self._masked_logits(prompts, sentences)
-            elif self.prefix_cache:
-                logits = self._cached_causal_logits(prompts, sentences)
+            # A template that opens with the prompt, on a tokenizer without BOS, has nothing to cache.
+            elif self.prefix_cache and all(self.encoder.encode(s, "").prefix for s in sentences):
+                # Blocks of examples bound the cached keys/values (a big test set would need GBs).
+                blocks = [sentences[i : i + self.example_block] for i in range(0, len(sentences), self.example_block)]
+                logits = torch.cat(
+                    [
+                        self._cached_causal_logits(prompts, block, remember=len(blocks) == 1).view(len(prompts), len(block), -1)
+                        for block in blocks
+                    ],
+                    dim=1,
+                )
             else:
                 logits = self._plain_causal_logits(prompts, sentences)
         return logits.float().reshape(len(prompts), len(sentences), self.num_classes)
@@ -201,41 +211,46 @@ class Scorer:
 
     # -- causal, prefix cache ---------------------------------------------------------------
 
-    def _prefix_state(self, sentences: Sequence[str]) -> _PrefixState:
+    def _prefix_state(self, sentences: Sequence[str], remember: bool) -> _PrefixState:
+        """The prefixes' keys/values; kept for reuse when ``remember`` (the train set, scored every step)."""
         key = tuple(sentences)
         state = self._prefix_states.get(key)
         if state is None:
-            # The prompt does not change the prefix; any prompt gives the same split.
-            prefixes = [self.encoder.encode(sentence, "x").prefix for sentence in sentences]
+            # The prompt does not change the prefix, so the empty prompt gives it.
+            prefixes = [self.encoder.encode(sentence, "").prefix for sentence in sentences]
             state = _PrefixState.compute(self.lm.model, prefixes, self._pad_id, self.max_batch_tokens)
-            if len(self._prefix_states) >= 4:
-                self._prefix_states.pop(next(iter(self._prefix_states)))
-            self._prefix_states[key] = state
+            if remember:
+                if len(self._prefix_states) >= 4:
+                    self._prefix_states.pop(next(iter(self._prefix_states)))
+                self._prefix_states[key] = state
         return state
 
-    def _cached_causal_logits(self, prompts: Sequence[str], sentences: Sequence[str]) -> torch.Tensor:
-        state = self._prefix_state(sentences)
+    def _cached_causal_logits(self, prompts: Sequence[str], sentences: Sequence[str], remember: bool) -> torch.Tensor:
+        state = self._prefix_state(sentences, remember)
         suffixes = [self.encoder.encode(sentence, prompt).suffix for prompt in prompts for sentence in sentences]
-        example_of_pair = [e for _ in prompts for e in range(len(sentences))]
-        outputs = []
-        width = state.mask.shape[1]
-        for chunk in self._chunks([width + len(s) for s in suffixes]):
-            rows = torch.tensor([example_of_pair[i] for i in chunk])
-            chunk_suffixes = [suffixes[i] for i in chunk]
+        example_of_pair = torch.arange(len(sentences)).repeat(len(prompts))
+        # Pairs sorted by prefix length share a batch with pairs of similar length: little padding.
+        order = sorted(range(len(suffixes)), key=lambda i: int(state.lengths[example_of_pair[i]]))
+        cost = [int(state.lengths[example_of_pair[i]]) + len(suffixes[i]) for i in order]
+        logits = torch.empty(len(suffixes), self.num_classes)
+        for chunk in self._chunks(cost):
+            pairs = [order[i] for i in chunk]
+            rows = example_of_pair[pairs]
             hidden = state.last_hidden[rows].clone()
-            has_suffix = torch.tensor([len(s) > 0 for s in chunk_suffixes])
+            has_suffix = torch.tensor([len(suffixes[i]) > 0 for i in pairs])
             if has_suffix.any():
                 selected = rows[has_suffix]
-                ids, suffix_mask = _left_pad([s for s in chunk_suffixes if s], self._pad_id)
-                cache = state.cache_for(selected, self.lm.model.config)
-                mask = torch.cat([state.mask[selected], suffix_mask], dim=1)
+                ids, suffix_mask = _left_pad([suffixes[i] for i in pairs if suffixes[i]], self._pad_id)
+                width = int(state.lengths[selected].max())
+                cache = state.cache_for(selected, width, self.lm.model.config)
+                mask = torch.cat([state.mask[selected, -width:], suffix_mask], dim=1)
                 positions = state.lengths[selected, None] + _positions(suffix_mask)
                 out = self.lm.model.base_model(
                     input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
                 ).last_hidden_state
                 hidden[has_suffix] = out[:, -1]
-            outputs.append(self._readout(hidden))
-        return torch.cat(outputs)
+            logits[pairs] = self._readout(hidden).float()
+        return logits
 
     # -- masked ---------------------------------------------------------------------------
 
@@ -263,40 +278,51 @@ class _PrefixState:
 
     @classmethod
     def compute(cls, model, prefixes: list[tuple[int, ...]], pad_id: int, max_batch_tokens: int) -> _PrefixState:
+        """Run every prefix once, in length-sorted batches, left-padded to a common width."""
         from transformers import DynamicCache
 
         width = max(len(p) for p in prefixes)
-        ids, mask = _left_pad(prefixes, pad_id, width)
-        per_batch = max(1, max_batch_tokens // max(width, 1))
-        keys: list[list[torch.Tensor]] = []
-        values: list[list[torch.Tensor]] = []
-        hidden = []
-        for start in range(0, len(prefixes), per_batch):
-            rows = slice(start, start + per_batch)
-            cache = DynamicCache(config=model.config)
+        _, mask = _left_pad(prefixes, pad_id, width)
+        order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+        last_hidden = None
+        batches: list[list[int]] = []
+        for index in order:
+            batch = batches[-1] if batches else None
+            if batch is None or len(prefixes[index]) * (len(batch) + 1) > max_batch_tokens:
+                batches.append([index])
+            else:
+                batch.append(index)
+        for batch in batches:
+            ids, batch_mask = _left_pad([prefixes[i] for i in batch], pad_id)
             out = model.base_model(
-                input_ids=ids[rows],
-                attention_mask=mask[rows],
-                position_ids=_positions(mask[rows]),
-                past_key_values=cache,
+                input_ids=ids,
+                attention_mask=batch_mask,
+                position_ids=_positions(batch_mask),
+                past_key_values=DynamicCache(config=model.config),
                 use_cache=True,
             )
-            hidden.append(out.last_hidden_state[:, -1])
-            keys.append([layer.keys for layer in out.past_key_values.layers])
-            values.append([layer.values for layer in out.past_key_values.layers])
-        return cls(
-            keys=[torch.cat(layer) for layer in zip(*keys)],
-            values=[torch.cat(layer) for layer in zip(*values)],
-            mask=mask,
-            lengths=mask.sum(dim=1),
-            last_hidden=torch.cat(hidden),
-        )
+            if last_hidden is None:
+                last_hidden = out.last_hidden_state.new_zeros(len(prefixes), out.last_hidden_state.shape[-1])
+                for layer in out.past_key_values.layers:
+                    shape = (len(prefixes), *layer.keys.shape[1:2], width, layer.keys.shape[-1])
+                    keys.append(layer.keys.new_zeros(shape))
+                    values.append(layer.values.new_zeros(shape[:-1] + (layer.values.shape[-1],)))
+            rows = torch.tensor(batch)
+            last_hidden[rows] = out.last_hidden_state[:, -1]
+            batch_width = ids.shape[1]
+            # Masked-out zeros pad each batch on the left to the common width.
+            for layer, k, v in zip(out.past_key_values.layers, keys, values):
+                k[rows, :, width - batch_width:] = layer.keys
+                v[rows, :, width - batch_width:] = layer.values
+        return cls(keys=keys, values=values, mask=mask, lengths=mask.sum(dim=1), last_hidden=last_hidden)
 
-    def cache_for(self, rows: torch.Tensor, config):
-        """A fresh cache holding the prefixes of ``rows`` (the forward pass appends to it)."""
+    def cache_for(self, rows: torch.Tensor, width: int, config):
+        """A fresh cache with the last ``width`` positions of ``rows`` (the forward pass appends to it)."""
         from transformers import DynamicCache
 
-        data = [(k[rows], v[rows]) for k, v in zip(self.keys, self.values)]
+        data = [(k[rows, :, -width:], v[rows, :, -width:]) for k, v in zip(self.keys, self.values)]
         return DynamicCache(ddp_cache_data=data, config=config)
 
 

@@ -217,7 +217,9 @@ class _ExampleReader:
             header = next(reader, None)
             if header is None:
                 return
-            for line, values in enumerate(reader, start=2):
+            for values in reader:
+                # reader.line_num is the file line the record ended on (records may span lines).
+                line = reader.line_num
                 if not values:
                     continue
                 if len(values) != len(header):

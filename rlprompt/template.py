@@ -77,8 +77,9 @@ class Template:
     def segments(self, sentence: str, prompt: str) -> list[tuple[str, str]]:
         """The template cut at its fields, as ``(kind, text)`` pairs in order.
 
-        Literals and non-empty fields carry their text (a field's leading whitespace
-        included); the mask comes as ``("mask", "")``: the scorer puts the mask token there.
+        Literals and fields carry their text (a field's leading whitespace included); an empty
+        prompt comes as ``("prompt", "")`` and the mask as ``("mask", "")``: the scorer puts
+        the mask token there.
         """
         return [(kind, text) for kind, text, _ in self._segments(sentence, prompt)]
 
@@ -92,11 +93,21 @@ class Template:
                 segments.append(("mask", "", piece))
             elif values[piece.kind]:
                 segments.append((piece.kind, piece.text + values[piece.kind], piece))
+            elif piece.kind == "prompt":
+                # Kept, empty, so callers can still tell where the prompt starts.
+                segments.append(("prompt", "", piece))
         return segments
 
 
 def _parse(text: str) -> list[Piece]:
-    names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as error:
+        raise RLPromptError(f"template {text!r} is malformed ({error}); write fields as {{sentence}}, {{prompt}}, {{mask}}") from error
+    for _, name, spec, conversion in parsed:
+        if name is not None and (spec or conversion):
+            raise RLPromptError(f"template {text!r}: field {{{name}}} may not carry a format spec or conversion")
+    names = [name for _, name, _, _ in parsed if name is not None]
     for name in names:
         if name not in FIELDS:
             raise RLPromptError(

@@ -1,0 +1,111 @@
+"""The LM-adapter policy and action vocabularies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from envs import PromptVecEnv
+from policies import LMAdapterPolicy, build_vocabulary
+from policies.vocab import ActionVocabulary
+from rewards import RewardBatch
+from rlprompt.errors import RLPromptError
+
+
+def _policy(lm, vocab: ActionVocabulary, prompt_length: int = 3) -> LMAdapterPolicy:
+    from envs.prompt_env import observation_space
+    import gymnasium as gym
+
+    return LMAdapterPolicy(
+        observation_space(prompt_length, vocab.size),
+        gym.spaces.Discrete(vocab.size),
+        lambda _: 1e-3,
+        backbone=lm.model,
+        action_token_ids=vocab.token_ids,
+        start_token_id=lm.tokenizer.bos_token_id,
+        adapter_hidden=64,
+    )
+
+
+def test_words_vocabulary_decodes_to_words(bpe_tokenizer) -> None:
+    vocab = build_vocabulary(bpe_tokenizer, "words")
+    texts = [bpe_tokenizer.decode([i]) for i in vocab.token_ids]
+    assert all(t.startswith(" ") and t[1:].isalpha() for t in texts)
+    assert vocab.ids([0, 1]) == [vocab.token_ids[0], vocab.token_ids[1]]
+    assert vocab.decode([0, 1]) == (texts[0] + texts[1]).strip()
+
+
+def test_all_vocabulary_excludes_special_tokens(bpe_tokenizer) -> None:
+    vocab = build_vocabulary(bpe_tokenizer, "all")
+    assert vocab.size == len(bpe_tokenizer) - len(set(bpe_tokenizer.all_special_ids))
+    assert not set(vocab.token_ids) & set(bpe_tokenizer.all_special_ids)
+
+
+def test_unknown_vocabulary_is_an_error(bpe_tokenizer) -> None:
+    with pytest.raises(RLPromptError, match="unknown action vocabulary 'nope'; valid: all, words"):
+        build_vocabulary(bpe_tokenizer, "nope")
+
+
+def test_policy_starts_near_uniform_and_uses_the_tied_head(tiny_llama) -> None:
+    vocab = build_vocabulary(tiny_llama.tokenizer, "words")
+    policy = _policy(tiny_llama, vocab)
+    head_rows = tiny_llama.model.get_output_embeddings().weight[list(vocab.token_ids)]
+    assert torch.equal(policy.action_net.weight, head_rows), "ortho init must not overwrite the tied head"
+    obs = torch.tensor([[0, 0, 0, 0], [3, 5, 0, 2]], dtype=torch.float32)
+    entropy = policy.get_distribution(obs).entropy()
+    assert entropy.shape == (2,)
+    assert entropy.min().item() == pytest.approx(math.log(vocab.size), abs=1e-3)
+
+
+def test_only_adapter_and_value_head_train(tiny_llama, tmp_path) -> None:
+    vocab = build_vocabulary(tiny_llama.tokenizer, "words")
+    policy = _policy(tiny_llama, vocab)
+    names = set(policy.trainable_state_dict())
+    assert names == {
+        "mlp_extractor.adapter.0.weight", "mlp_extractor.adapter.0.bias",
+        "mlp_extractor.adapter.2.weight", "mlp_extractor.adapter.2.bias",
+        "mlp_extractor.critic.0.weight", "mlp_extractor.critic.0.bias",
+        "value_net.weight", "value_net.bias",
+    }
+    assert all(p.requires_grad is False for p in tiny_llama.model.parameters())
+    path = tmp_path / "policy.safetensors"
+    policy.save_trainable(str(path))
+    assert set(load_file(str(path))) == names
+    other = _policy(tiny_llama, vocab)
+    other.load_trainable(str(path))
+    obs = torch.tensor([[3, 5, 0, 2]], dtype=torch.float32)
+    torch.testing.assert_close(other.get_distribution(obs).distribution.logits, policy.get_distribution(obs).distribution.logits)
+
+
+def test_backbone_stays_in_eval_mode_when_policy_trains(tiny_llama) -> None:
+    policy = _policy(tiny_llama, build_vocabulary(tiny_llama.tokenizer, "words"))
+    policy.set_training_mode(True)
+    assert tiny_llama.model.training is False
+
+
+def test_ppo_learns_a_rewarded_token(tiny_llama) -> None:
+    """Reward = 1 when the prompt's first token is the 4th action: PPO must make it likely."""
+    from stable_baselines3 import PPO
+
+    vocab = ActionVocabulary(token_ids=tuple(build_vocabulary(tiny_llama.tokenizer, "words").token_ids[:8]), tokenizer=tiny_llama.tokenizer)
+    target_text = vocab.decode([3])
+
+    def reward(prompts):
+        rewards = np.array([1.0 if p.split(" ")[0] == target_text else 0.0 for p in prompts])
+        return RewardBatch(rewards=rewards, accuracy=rewards)
+
+    env = PromptVecEnv(reward, vocab, num_envs=8, prompt_length=2)
+    algo = PPO(
+        LMAdapterPolicy, env, n_steps=2, batch_size=16, n_epochs=4, learning_rate=3e-3, gamma=1.0, seed=0, device="cpu",
+        policy_kwargs=dict(backbone=tiny_llama.model, action_token_ids=vocab.token_ids, start_token_id=tiny_llama.tokenizer.bos_token_id, adapter_hidden=64),
+    )
+    start = torch.zeros(1, 3)
+    before = algo.policy.get_distribution(start).distribution.probs[0, 3].item()
+    algo.learn(total_timesteps=8 * 2 * 30)
+    after = algo.policy.get_distribution(start).distribution.probs[0, 3].item()
+    assert before == pytest.approx(1 / 8, abs=1e-3)
+    assert after > 0.5

@@ -1,0 +1,113 @@
+"""Scoring: piecewise encoding, prefix-cache equivalence, and read-outs equal to direct model calls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlprompt.errors import RLPromptError
+from rlprompt.scoring import Scorer, TemplateEncoder, verbalizer_token_ids
+from rlprompt.template import Template
+
+SENTENCES = [
+    "The app is fast and the design is lovely.",
+    "Cold food and a rude waiter.",
+    "Great.",
+    "I would not stay at this hotel again, the room was dirty and the staff ignored every request.",
+]
+PROMPTS = ["It was", "", "overall the film felt", "great great", "It"]
+VERBALIZERS = [" terrible", " great"]
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_llama", "tiny_gpt2"])
+@pytest.mark.parametrize(
+    "template", ["{sentence} {prompt} {mask}", "Review: {sentence} {prompt}\nSentiment: {mask}", "{prompt} {sentence} It was {mask}"]
+)
+def test_prefix_cache_matches_plain_path(model_fixture: str, template: str, request: pytest.FixtureRequest) -> None:
+    lm = request.getfixturevalue(model_fixture)
+    cached = Scorer(lm, Template(template), VERBALIZERS, prefix_cache=True)
+    plain = Scorer(lm, Template(template), VERBALIZERS, prefix_cache=False)
+    a = cached.class_logits(PROMPTS, SENTENCES)
+    b = plain.class_logits(PROMPTS, SENTENCES)
+    assert a.shape == (len(PROMPTS), len(SENTENCES), 2)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_prefix_cache_independent_of_chunking_and_tokenizer_padding_side(tiny_llama, padding_side: str) -> None:
+    tiny_llama.tokenizer.padding_side = padding_side
+    template = Template("{sentence} {prompt} {mask}")
+    one_pass = Scorer(tiny_llama, template, VERBALIZERS).class_logits(PROMPTS, SENTENCES)
+    # A tiny token budget forces one pair (or prefix) per forward pass.
+    chunked = Scorer(tiny_llama, template, VERBALIZERS, max_batch_tokens=1).class_logits(PROMPTS, SENTENCES)
+    torch.testing.assert_close(one_pass, chunked, atol=1e-4, rtol=0)
+    tiny_llama.tokenizer.padding_side = "right"
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_llama", "tiny_gpt2"])
+def test_causal_logits_equal_direct_model_call(model_fixture: str, request: pytest.FixtureRequest) -> None:
+    lm = request.getfixturevalue(model_fixture)
+    template = Template("{sentence} {prompt} {mask}")
+    scorer = Scorer(lm, template, VERBALIZERS)
+    logits = scorer.class_logits(["It was"], [SENTENCES[0]])
+    pair = TemplateEncoder(lm.tokenizer, "causal", template).encode(SENTENCES[0], "It was")
+    ids = torch.tensor([pair.prefix + pair.suffix])
+    with torch.no_grad():
+        direct = lm.model(input_ids=ids).logits[0, -1, verbalizer_token_ids(lm.tokenizer, VERBALIZERS)]
+    torch.testing.assert_close(logits[0, 0], direct, atol=1e-4, rtol=0)
+
+
+def test_piecewise_encoding_keeps_prompt_ids(tiny_llama) -> None:
+    tokenizer = tiny_llama.tokenizer
+    encoder = TemplateEncoder(tokenizer, "causal", Template("{sentence} {prompt} {mask}"))
+    pair = encoder.encode("Great.", "It was")
+    assert pair.prefix == tuple(tokenizer("Great.", add_special_tokens=False).input_ids)
+    assert pair.suffix == tuple(tokenizer(" It was", add_special_tokens=False).input_ids)
+    assert tokenizer.convert_ids_to_tokens(list(pair.suffix)) == ["ĠIt", "Ġwas"]
+    empty = encoder.encode("Great.", "")
+    assert empty.prefix == pair.prefix and empty.suffix == ()
+
+
+def test_masked_logits_equal_direct_model_call(tiny_bert) -> None:
+    template = Template("{sentence} {prompt} {mask} .")
+    verbalizers = ["terrible", "great"]
+    scorer = Scorer(tiny_bert, template, verbalizers)
+    logits = scorer.class_logits(PROMPTS[:3], SENTENCES[:3])
+    tokenizer = tiny_bert.tokenizer
+    for p, prompt in enumerate(PROMPTS[:3]):
+        for e, sentence in enumerate(SENTENCES[:3]):
+            pair = TemplateEncoder(tokenizer, "masked", template).encode(sentence, prompt)
+            ids = list(pair.prefix + pair.suffix)
+            assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+            assert ids.count(tokenizer.mask_token_id) == 1
+            with torch.no_grad():
+                full = tiny_bert.model(input_ids=torch.tensor([ids])).logits[0]
+            expected = full[ids.index(tokenizer.mask_token_id), verbalizer_token_ids(tokenizer, verbalizers)]
+            torch.testing.assert_close(logits[p, e], expected, atol=1e-4, rtol=0)
+
+
+def test_multi_token_verbalizer_is_a_clear_error(tiny_llama) -> None:
+    with pytest.raises(RLPromptError, match=r"verbalizer ' xqzzy' is \d tokens .* must be a single token"):
+        Scorer(tiny_llama, Template("{sentence} {prompt} {mask}"), [" xqzzy", " great"])
+
+
+def test_duplicate_verbalizer_token_is_an_error(tiny_llama) -> None:
+    with pytest.raises(RLPromptError, match="map to the same token"):
+        Scorer(tiny_llama, Template("{sentence} {prompt} {mask}"), [" great", " great"])
+
+
+def test_causal_template_with_text_after_mask_is_an_error(tiny_llama) -> None:
+    with pytest.raises(RLPromptError, match="nothing may follow"):
+        Scorer(tiny_llama, Template("{sentence} {prompt} {mask} ."), VERBALIZERS)
+
+
+def test_empty_inputs_give_empty_logits(tiny_llama) -> None:
+    scorer = Scorer(tiny_llama, Template("{sentence} {prompt} {mask}"), VERBALIZERS)
+    assert scorer.class_logits([], SENTENCES).shape == (0, 4, 2)
+
+
+def test_example_blocks_do_not_change_logits(tiny_llama) -> None:
+    template = Template("{sentence} {prompt} {mask}")
+    whole = Scorer(tiny_llama, template, VERBALIZERS).class_logits(PROMPTS, SENTENCES)
+    blocked = Scorer(tiny_llama, template, VERBALIZERS, example_block=3).class_logits(PROMPTS, SENTENCES)
+    torch.testing.assert_close(whole, blocked, atol=1e-4, rtol=0)

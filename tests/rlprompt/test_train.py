@@ -1,0 +1,88 @@
+"""End-to-end training on a tiny model: prompt file contents, determinism, Ctrl-C safety."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlprompt.artifact import PromptFile
+from rlprompt.config import TrainConfig
+from rlprompt.errors import RLPromptError
+from rlprompt.train import train
+
+
+def _config(tiny_llama_dir, tmp_path, **overrides) -> TrainConfig:
+    values = dict(
+        target_lm=str(tiny_llama_dir), steps=3, num_prompts=4, prompt_length=3, top_k=3, adapter_hidden=64,
+        runs_dir=str(tmp_path), run_name="run", seed=7,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_train_writes_a_complete_prompt_file(tiny_llama_dir, tmp_path) -> None:
+    result = train(_config(tiny_llama_dir, tmp_path), progress_bar=False)
+    path = tmp_path / "run" / "prompt.json"
+    assert result.path == path
+    loaded = PromptFile.load(path)
+    assert loaded == result.prompt_file
+    assert loaded.prompt == loaded.candidates[0].prompt
+    assert len(loaded.candidates) == 3
+    assert loaded.budget["steps"] == 3 and loaded.budget["prompt_evaluations"] == 12
+    assert set(loaded.accuracy) == {"train", "dev", "test"}
+    assert loaded.accuracy["test"] == result.baselines["test"]["learned"].accuracy
+    assert loaded.task.template == "{sentence} {prompt} {mask}" and loaded.task.verbalizers == [" terrible", " great"]
+    assert len(loaded.token_ids) == 3 and loaded.seed == 7
+    assert {"rlprompt", "torch", "transformers", "stable-baselines3", "gymnasium"} <= set(loaded.versions)
+    assert set(result.baselines) == {"dev", "test"}
+    assert result.baselines["dev"]["manual"].prompt == "It was"
+    assert (tmp_path / "run" / "policy.safetensors").is_file()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 7
+
+
+def test_same_seed_gives_the_same_prompt(tiny_llama_dir, tmp_path) -> None:
+    first = train(_config(tiny_llama_dir, tmp_path, run_name="a"), progress_bar=False).prompt_file
+    second = train(_config(tiny_llama_dir, tmp_path, run_name="b"), progress_bar=False).prompt_file
+    assert first.prompt == second.prompt
+    assert [c.prompt for c in first.candidates] == [c.prompt for c in second.candidates]
+    third = train(_config(tiny_llama_dir, tmp_path, run_name="c", seed=8), progress_bar=False).prompt_file
+    assert [c.prompt for c in third.candidates] != [c.prompt for c in first.candidates]
+
+
+def test_ctrl_c_keeps_the_best_prompt_so_far(tiny_llama_dir, tmp_path, monkeypatch) -> None:
+    from rlprompt import callbacks
+
+    original = callbacks.TopKPromptCallback._on_step
+    calls = {"n": 0}
+
+    def interrupt_on_second_batch(self):
+        keep_going = original(self)
+        if any("prompt" in info for info in self.locals["infos"]):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        return keep_going
+
+    monkeypatch.setattr(callbacks.TopKPromptCallback, "_on_step", interrupt_on_second_batch)
+    result = train(_config(tiny_llama_dir, tmp_path, steps=50), progress_bar=False)
+    assert result.interrupted
+    saved = PromptFile.load(tmp_path / "run" / "prompt.json")
+    assert saved.prompt == result.prompt_file.prompt
+    assert saved.budget["prompt_evaluations"] == 8
+    assert set(result.baselines) == {"dev"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(prompt_length=0), "prompt length must be an integer >= 1"),
+        (dict(num_prompts=1), "num_prompts must be >= 2"),
+        (dict(algo="dqn"), "unknown algo 'dqn'; valid: ppo, a2c"),
+        (dict(reward="bleu"), "unknown reward 'bleu'; valid: gap, accuracy"),
+    ],
+)
+def test_bad_config_is_rejected_before_any_work(tiny_llama_dir, tmp_path, overrides, message) -> None:
+    with pytest.raises(RLPromptError, match=message):
+        train(_config(tiny_llama_dir, tmp_path, **overrides), progress_bar=False)
+    assert not (tmp_path / "run").exists()
