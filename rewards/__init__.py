@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from rewards.cache import CachedReward
 from rewards.classification import AccuracyReward, GapReward, PromptReward, RewardBatch, gap_rewards
 from rewards.normalize import zscore
 
-__all__ = ["AccuracyReward", "GapReward", "PromptReward", "RewardBatch", "gap_rewards", "zscore"]
+__all__ = ["AccuracyReward", "CachedReward", "GapReward", "PromptReward", "RewardBatch", "gap_rewards", "zscore"]

@@ -58,7 +58,8 @@ class PromptFile:
     accuracy: dict[str, float | None]
     """``train``, ``dev`` and ``test`` accuracy on ``target_lm``, in [0, 1] (``None``: not measured)."""
     budget: dict[str, float]
-    """``steps``, ``prompt_evaluations`` and ``seconds`` spent."""
+    """``steps``, ``prompts_sampled``, ``prompt_evaluations`` (distinct prompts the target LM
+    scored; repeats come from the run's reward cache) and ``seconds`` spent."""
     seed: int
     versions: dict[str, str]
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -17,9 +17,10 @@ class TopKPromptCallback(BaseCallback):
     """Keeps the top-k distinct prompts by training reward and saves the best on dev.
 
     Every finished prompt reported in the env's ``info`` is a candidate. When a new prompt
-    enters the top-k, it is scored on dev (``dev_accuracy``); the best candidate by dev
-    accuracy (ties: training reward) is handed to ``on_best`` whenever it changes, which
-    rewrites the run's prompt file, so a run stopped at any moment leaves its best prompt.
+    enters the top-k, it is scored on dev (once per prompt); the best prompt so far by dev
+    accuracy (ties: training reward) is kept even after it leaves the top-k, and is handed to
+    ``on_best`` with the other candidates whenever it changes, which rewrites the run's prompt
+    file, so a run stopped at any moment leaves its best prompt.
 
     Args:
         top_k: How many distinct prompts to keep.
@@ -38,54 +39,60 @@ class TopKPromptCallback(BaseCallback):
         self.dev_accuracy = dev_accuracy
         self.on_best = on_best
         self.candidates: dict[str, Candidate] = {}
-        self.prompt_evaluations = 0
+        self.prompts_sampled = 0
+        self.batches = 0
         self.best: Candidate | None = None
+        self._dev_scores: dict[str, float] = {}
+
+    @staticmethod
+    def _merit(candidate: Candidate) -> tuple[float, float]:
+        return (candidate.dev_accuracy if candidate.dev_accuracy is not None else -1.0, candidate.train_reward)
 
     def ranked(self) -> list[Candidate]:
-        """Candidates, best on dev first (then by training reward)."""
-        return sorted(
-            self.candidates.values(),
-            key=lambda c: (c.dev_accuracy if c.dev_accuracy is not None else -1.0, c.train_reward),
-            reverse=True,
-        )
+        """The best prompt so far first, then the kept candidates by dev accuracy and training reward."""
+        others = sorted((c for c in self.candidates.values() if c is not self.best), key=self._merit, reverse=True)
+        return ([self.best] if self.best else []) + others
 
     def _on_step(self) -> bool:
         finished = [info for info in self.locals["infos"] if "prompt" in info]
         if not finished:
             return True
-        self.prompt_evaluations += len(finished)
+        self.prompts_sampled += len(finished)
+        self.batches += 1
         raw = np.array([info["raw_reward"] for info in finished])
         accuracy = np.array([info["accuracy"] for info in finished])
         self.logger.record("prompts/train_reward_mean", float(raw.mean()))
         self.logger.record("prompts/train_reward_max", float(raw.max()))
         self.logger.record("prompts/train_accuracy_mean", float(accuracy.mean()))
         self.logger.record("prompts/distinct_in_batch", len({info["prompt"] for info in finished}))
-        entrants = []
         for info in finished:
-            if info["prompt"] in self.candidates:
-                continue
-            entrants.append(info)
-            self.candidates[info["prompt"]] = Candidate(
-                prompt=info["prompt"],
-                token_ids=[int(t) for t in info["token_ids"]],
-                train_reward=info["raw_reward"],
-                train_accuracy=info["accuracy"],
-            )
+            if info["prompt"] not in self.candidates:
+                self.candidates[info["prompt"]] = Candidate(
+                    prompt=info["prompt"],
+                    token_ids=[int(t) for t in info["token_ids"]],
+                    train_reward=info["raw_reward"],
+                    train_accuracy=info["accuracy"],
+                    dev_accuracy=self._dev_scores.get(info["prompt"]),
+                )
         # Keep only the top-k by training reward; only those are worth a dev evaluation.
         kept = sorted(self.candidates.values(), key=lambda c: c.train_reward, reverse=True)[: self.top_k]
         self.candidates = {c.prompt: c for c in kept}
         to_score = [c for c in kept if c.dev_accuracy is None]
         if to_score:
             for candidate, dev in zip(to_score, self.dev_accuracy([c.prompt for c in to_score])):
-                candidate.dev_accuracy = float(dev)
-        ranked = self.ranked()
-        if ranked and (self.best is None or ranked[0].prompt != self.best.prompt or to_score):
-            self.best = ranked[0]
-            self.on_best(ranked)
+                candidate.dev_accuracy = self._dev_scores[candidate.prompt] = float(dev)
+        challenger = max(kept, key=self._merit)
+        # The best prompt is never evicted: a later, higher-reward batch must beat it on dev.
+        if self.best is None or self._merit(challenger) > self._merit(self.best):
+            self.best = challenger
+            logger.info(
+                "step %d: new best %r, dev accuracy %.1f%%, train reward %.1f",
+                self.batches, challenger.prompt, 100 * (challenger.dev_accuracy or 0.0), challenger.train_reward,
+            )
+            self.on_best(self.ranked())
         logger.debug(
-            "step %d: reward mean %.2f max %.2f, train acc %.3f, %d distinct, best %r dev %.3f",
-            self.num_timesteps, raw.mean(), raw.max(), accuracy.mean(), len({i["prompt"] for i in finished}),
-            self.best.prompt, self.best.dev_accuracy or 0.0,
+            "step %d: train reward mean %.2f max %.2f, train accuracy %.3f, %d distinct prompts",
+            self.batches, raw.mean(), raw.max(), accuracy.mean(), len({i["prompt"] for i in finished}),
         )
         self.logger.record("prompts/best_dev_accuracy", float(self.best.dev_accuracy or 0.0))
         self.logger.record("prompts/best_train_reward", float(self.best.train_reward))

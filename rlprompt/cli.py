@@ -51,7 +51,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlprompt", description="Find discrete text prompts for a frozen LM by RL.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every training step")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every training step (default: only new best prompts)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="learn a prompt (no arguments: the offline demo)")
@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--template", help="override the prompt file's template")
     evaluate.add_argument("--verbalizers", nargs="+", help="override the prompt file's verbalizers")
     evaluate.add_argument("--manual-prompt", help="override the manual baseline prompt")
+    evaluate.add_argument("--dtype", default="auto", help="auto, fp32 or bf16 (default: auto: bf16 where the CPU has fast bf16)")
     evaluate.add_argument("--output", help="also write the scores as JSON here")
 
     export = commands.add_parser("export", help="export a run's prompts")
@@ -101,19 +102,22 @@ def _train(args: argparse.Namespace) -> int:
     print(f"\n{state}: {result.prompt_file.prompt!r}")
     print(format_table(headers, rows))
     budget = result.prompt_file.budget
-    print(f"\n{budget['prompt_evaluations']} prompt evaluations in {budget['seconds']:.0f} s; prompt file: {result.path}")
+    print(
+        f"\n{budget['prompts_sampled']} prompts sampled, {budget['prompt_evaluations']} scored by the target LM "
+        f"(the rest were repeats), {budget['seconds']:.0f} s; prompt file: {result.path}"
+    )
     return 130 if result.interrupted else 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rlprompt.artifact import PromptFile
-    from rlprompt.artifact import write_json_atomic
+    from rlprompt.artifact import PromptFile, write_json_atomic
     from rlprompt.evaluation import format_table, score_prompts
     from rlprompt.export import resolve_prompt_file
-    from rlprompt.models import load_model
+    from rlprompt.models import load_model, resolve_dtype
     from rlprompt.scoring import Scorer
     from rlprompt.tasks import load_task
 
+    resolve_dtype(args.dtype)  # a bad value fails before any loading
     prompt_file = PromptFile.load(resolve_prompt_file(args.prompt))
     spec = prompt_file.task
     task_name = args.task or spec.name
@@ -126,7 +130,7 @@ def _eval(args: argparse.Namespace) -> int:
         manual_prompt=args.manual_prompt if args.manual_prompt is not None else spec.manual_prompt,
     )
     task.require(args.split)
-    lm = load_model(args.target_lm)
+    lm = load_model(args.target_lm, resolve_dtype(args.dtype))
     scorer = Scorer(lm, task.template, task.verbalizers)
     prompts = {"empty": "", "manual": task.manual_prompt, "learned": prompt_file.prompt}
     scores = dict(zip(prompts, score_prompts(scorer, list(prompts.values()), task.split(args.split))))
@@ -170,8 +174,13 @@ def _models(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.verbose:
-        logging.getLogger("rlprompt").setLevel(logging.DEBUG)
+    ours = logging.getLogger("rlprompt")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ours.addHandler(handler)
+        ours.propagate = False
+    ours.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
     handlers = {"train": _train, "eval": _eval, "export": _export, "models": _models}

@@ -69,6 +69,8 @@ class TrainConfig:
     """Where run folders go."""
     evaluate_test: bool = True
     """Score the empty, manual and learned prompts on the test split at the end."""
+    dtype: str = "auto"
+    """Target LM weights: fp32, bf16, or auto (bf16 where the CPU has fast bf16, else fp32)."""
     max_batch_tokens: int = 16384
     """Memory bound of one scoring forward pass, in tokens."""
 
@@ -85,6 +87,8 @@ class TrainConfig:
             raise RLPromptError(f"unknown algo '{self.algo}'; valid: ppo, a2c")
         if self.reward not in ("gap", "accuracy"):
             raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
+        if self.dtype not in ("auto", "fp32", "bf16"):
+            raise RLPromptError(f"unknown dtype '{self.dtype}'; valid: auto, fp32, bf16")
         if self.top_k < 1:
             raise RLPromptError(f"top_k must be >= 1, got {self.top_k}")
 

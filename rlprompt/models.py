@@ -111,6 +111,27 @@ class LoadedModel:
     kind: ModelKind
 
 
+DTYPES = ("auto", "fp32", "bf16")
+
+
+def fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AMX or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """``fp32``, ``bf16``, or ``auto``: bf16 where the CPU has fast bf16, else fp32."""
+    if name not in DTYPES:
+        raise RLPromptError(f"unknown dtype '{name}'; valid: {', '.join(DTYPES)}")
+    if name == "auto":
+        return torch.bfloat16 if fast_bf16() else torch.float32
+    return torch.bfloat16 if name == "bf16" else torch.float32
+
+
 def cache_dir() -> Path:
     """The user cache dir for converted models (``$RLPROMPT_CACHE`` overrides it)."""
     override = os.environ.get("RLPROMPT_CACHE")

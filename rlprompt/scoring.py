@@ -173,9 +173,10 @@ class Scorer:
     # -- read-out -------------------------------------------------------------------------
 
     def _readout(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = hidden @ self._head_weight.T.to(hidden.dtype)
+        # In fp32 whatever the model's dtype: a handful of rows, and bf16 rounding would flip close calls.
+        logits = hidden.float() @ self._head_weight.float().T
         if self._head_bias is not None:
-            logits = logits + self._head_bias.to(hidden.dtype)
+            logits = logits + self._head_bias.float()
         if self._softcap:
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return logits

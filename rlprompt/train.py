@@ -18,13 +18,14 @@ import torch
 from envs.vec_env import PromptVecEnv
 from policies.lm_adapter import LMAdapterPolicy
 from policies.vocab import build_vocabulary
+from rewards.cache import CachedReward
 from rewards.classification import AccuracyReward, GapReward
 from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions, write_json_atomic
 from rlprompt.callbacks import TopKPromptCallback
 from rlprompt.config import TrainConfig
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import PromptScore, score_prompts
-from rlprompt.models import LoadedModel, load_model
+from rlprompt.models import LoadedModel, load_model, resolve_dtype
 from rlprompt.scoring import Scorer
 from rlprompt.tasks import Task, load_task
 
@@ -58,7 +59,7 @@ def load_config_task(config: TrainConfig) -> Task:
 
 def _policy_backbone(config: TrainConfig, target: LoadedModel) -> LoadedModel:
     spec = config.policy_lm or (config.target_lm if target.kind == "causal" else "smollm2-135m")
-    backbone = target if spec == target.name else load_model(spec)
+    backbone = target if spec == target.name else load_model(spec, target.model.dtype)
     if backbone.kind != "causal":
         raise RLPromptError(f"policy backbone '{spec}' is a masked LM; the policy needs a causal LM")
     return backbone
@@ -88,14 +89,14 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
     out_dir = run_dir(config)
     task = load_config_task(config)
     task.require("train", "dev")
-    target = load_model(config.target_lm)
+    target = load_model(config.target_lm, resolve_dtype(config.dtype))
     scorer = Scorer(target, task.template, task.verbalizers, max_batch_tokens=config.max_batch_tokens)
     backbone = _policy_backbone(config, target)
     vocab = build_vocabulary(backbone.tokenizer, config.vocabulary)
 
     reward_class = GapReward if config.reward == "gap" else AccuracyReward
     reward_kwargs = dict(correct_coef=config.correct_coef, incorrect_coef=config.incorrect_coef) if config.reward == "gap" else {}
-    reward = reward_class(scorer, task.train, **reward_kwargs)
+    reward = CachedReward(reward_class(scorer, task.train, **reward_kwargs))
     env = PromptVecEnv(reward, vocab, num_envs=config.num_prompts, prompt_length=config.prompt_length)
 
     def dev_accuracy(prompts: list[str]) -> list[float]:
@@ -112,7 +113,8 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
             accuracy={"train": best.train_accuracy, "dev": best.dev_accuracy, "test": test_accuracy},
             budget={
                 "steps": budget_steps,
-                "prompt_evaluations": callback.prompt_evaluations,
+                "prompts_sampled": callback.prompts_sampled,
+                "prompt_evaluations": reward.evaluations,
                 "seconds": round(time.monotonic() - started, 1),
             },
             seed=config.seed,
@@ -136,6 +138,10 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
     except KeyboardInterrupt:
         interrupted = True
         logger.warning("interrupted: keeping the best prompt so far")
+    logger.info(
+        "reward cache: %d of %d sampled prompts were repeats (hit rate %.1f%%)",
+        reward.hits, reward.lookups, 100 * reward.hit_rate,
+    )
     algorithm.policy.save_trainable(str(out_dir / "policy.safetensors"))
     ranked = callback.ranked()
     if not ranked:

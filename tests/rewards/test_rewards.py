@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewards import AccuracyReward, GapReward, gap_rewards, zscore
+from rewards import AccuracyReward, GapReward, RewardBatch, gap_rewards, zscore
 from rlprompt.scoring import Scorer
 from rlprompt.tasks import load_task
 
@@ -62,3 +62,23 @@ def test_accuracy_reward_is_percent_accuracy(demo_scorer) -> None:
     expected = (logits.argmax(-1) == torch.tensor([e.label for e in examples])).float().mean().item()
     assert batch.accuracy[0] == pytest.approx(expected)
     assert batch.rewards[0] == pytest.approx(100 * expected)
+
+
+def test_cached_reward_scores_each_distinct_prompt_once() -> None:
+    from rewards import CachedReward
+
+    calls: list[list[str]] = []
+
+    def reward(prompts):
+        calls.append(list(prompts))
+        values = np.array([float(len(p)) for p in prompts])
+        return RewardBatch(rewards=values, accuracy=values / 10)
+
+    cached = CachedReward(reward)
+    first = cached(["ab", "abc", "ab"])
+    second = cached(["abc", "abcd"])
+    assert calls == [["ab", "abc"], ["abcd"]]
+    assert first.rewards.tolist() == [2.0, 3.0, 2.0] and first.accuracy.tolist() == [0.2, 0.3, 0.2]
+    assert second.rewards.tolist() == [3.0, 4.0]
+    assert cached.evaluations == 3 and cached.lookups == 5 and cached.hits == 2
+    assert cached.hit_rate == pytest.approx(0.4)

@@ -1,0 +1,548 @@
+"""Benchmark: how fast can a frozen LM score a batch of prompts on a task's train set?
+
+One RLPrompt training step scores 16 prompts x every train input. This script times four ways
+of doing it on SmolLM2-135M, on the paper's 16-shot splits (SST-2: 32 train sentences,
+AG News: 64 train texts):
+
+(a) naive    the paper's way, re-implemented here as the baseline: one batch of all inputs per
+             prompt, full forward ``model(input_ids, attention_mask).logits`` (whole vocabulary
+             at every position), fp32, then the read-out position.
+(b) batched  every (prompt x input) pair together in token-bounded batches, still full-vocab
+             logits at every position, fp32.
+(c) scorer   the library's :class:`rlprompt.scoring.Scorer` (prefix KV cache, verbalizer-only
+             read-out), fp32. *cold* is the first call on a fresh Scorer (it computes the train
+             set's prefix cache); *warm* is a later call that reuses it, as training does.
+(d) scorer   as (c) with bfloat16 weights.
+
+(a), (b) and (c) must agree: the argmax class of each (prompt, input) pair matches on >= 99% of
+pairs. Each path is warmed up once, then timed ``--repeats`` times with fresh random prompts
+(median reported). FLOPs are counted from the token positions that actually ran through the
+model (padding included), and compared with a 2048^3 matmul measured in the same run.
+
+Run from the repository root::
+
+    python -m experiments.bench_scoring                 # full benchmark, both tasks
+    python -m experiments.bench_scoring --quick --tasks sst-2
+
+Exit codes: 0 ok, 1 a path disagreed with the baseline, 2 bad input (e.g. no shared data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from policies.vocab import ActionVocabulary, build_vocabulary
+from rlprompt.artifact import write_json_atomic
+from rlprompt.errors import RLPromptError
+from rlprompt.models import LoadedModel, load_model
+from rlprompt.scoring import Scorer, TemplateEncoder, verbalizer_token_ids
+from rlprompt.tasks import Task, load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data" / "16-shot"
+DEFAULT_JSON = ROOT / "experiments" / "results" / "bench_scoring.json"
+TASKS = ("sst-2", "agnews")
+SPLIT = "16-42"
+MODEL = "smollm2-135m"
+NUM_PROMPTS = 16
+PROMPT_LENGTH = 5
+MIN_AGREEMENT = 0.99
+MATMUL_SIZE = 2048
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 timed repeat per path; skip (d) unless --bf16")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="tasks to benchmark")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding <task>/16-42")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per path (default 3, 1 with --quick)")
+    parser.add_argument("--batch-tokens", type=int, default=16384, help="token bound of one forward pass in (b), (c), (d)")
+    parser.add_argument("--bf16", action="store_true", help="run path (d) even with --quick")
+    parser.add_argument("--bf16-peak-budget", type=float, default=20.0, help="seconds allowed for the bf16 matmul peak")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.run_bf16 = args.bf16 or not args.quick
+    return args
+
+
+# -- machine facts and matmul peak ----------------------------------------------------------
+
+
+def machine_facts() -> dict:
+    """CPU model, the CPU flags that decide bf16 speed, torch version and thread count."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines() if cpuinfo.exists() else []
+
+    def first(key: str) -> str:
+        return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == key), "")
+
+    flags = set(first("flags").split())
+    import transformers
+
+    return {
+        "cpu_model": first("model name") or platform.processor() or "unknown",
+        "amx_bf16": "amx_bf16" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "avx512f": "avx512f" in flags,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        # Other processes skew every number here; the load average tells whether there were any.
+        "load_average_at_start": list(os.getloadavg()),
+        "python": platform.python_version(),
+    }
+
+
+def matmul_peak(dtype: torch.dtype, repeats: int, budget_seconds: float) -> dict:
+    """Median FLOP/s of an n x n x n matmul (n = 2048), at torch's default thread count.
+
+    Stops starting new repeats once ``budget_seconds`` have passed. If a probe at n/4 predicts
+    that even one full-size product would blow the budget (slow bf16 without AMX/AVX512-BF16),
+    a smaller n is used and reported.
+    """
+    size = MATMUL_SIZE
+    probe_a, probe_b = torch.randn(size // 4, size // 4).to(dtype), torch.randn(size // 4, size // 4).to(dtype)
+    torch.matmul(probe_a, probe_b)
+    started = time.perf_counter()
+    torch.matmul(probe_a, probe_b)
+    predicted = (time.perf_counter() - started) * 64  # (n/4)^3 -> n^3
+    while size > 256 and predicted > budget_seconds:
+        size //= 2
+        predicted /= 8
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    started = time.perf_counter()
+    torch.matmul(a, b)  # warm-up
+    seconds = [time.perf_counter() - started]
+    warm_up_only = True
+    while len(seconds) < repeats + 1 and time.perf_counter() - started < budget_seconds:
+        tick = time.perf_counter()
+        torch.matmul(a, b)
+        seconds.append(time.perf_counter() - tick)
+        warm_up_only = False
+    timed = seconds if warm_up_only else seconds[1:]
+    median = statistics.median(timed)
+    return {
+        "dtype": str(dtype).removeprefix("torch."),
+        "size": size,
+        "repeats": len(timed),
+        "seconds": median,
+        "flop_per_s": 2 * size**3 / median,
+        "budget_seconds": budget_seconds,
+        "budget_exhausted": len(timed) < repeats,
+    }
+
+
+# -- prompts ----------------------------------------------------------------------------------
+
+
+class PromptSource:
+    """Sets of 16 random 5-token prompts from the ``words`` vocabulary, seeded.
+
+    ``check`` is the set every path scores first (their outputs are compared); ``fresh()``
+    draws a new set, so no timed call reuses another call's prompts.
+    """
+
+    def __init__(self, vocab: ActionVocabulary, seed: int) -> None:
+        self.vocab = vocab
+        self.rng = np.random.default_rng(seed)
+        self.check = self.fresh()
+
+    def fresh(self, count: int = NUM_PROMPTS) -> list[str]:
+        actions = self.rng.integers(0, self.vocab.size, size=(count, PROMPT_LENGTH))
+        return [self.vocab.decode(row) for row in actions]
+
+
+# -- FLOP accounting ------------------------------------------------------------------------
+
+
+class BodyTokenCounter:
+    """Counts the token positions (padding included) run through the transformer body.
+
+    A forward pre-hook on ``model.base_model`` sees every call: the full causal-LM forward of
+    (a)/(b) and the Scorer's direct ``base_model`` calls (prefixes and suffixes) alike.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.tokens = 0
+        self.handle = model.base_model.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs["inputs_embeds"][..., 0]
+        self.tokens += ids.numel()
+
+    def take(self) -> int:
+        """Tokens counted since the last call."""
+        tokens, self.tokens = self.tokens, 0
+        return tokens
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the FLOP count needs to know about the model."""
+
+    body_params: int
+    """Parameters of the transformer body without the input embedding (a lookup, not a matmul)."""
+    hidden: int
+    vocab: int
+
+
+def model_shape(lm: LoadedModel) -> ModelShape:
+    body = lm.model.base_model
+    embedding = body.get_input_embeddings().weight
+    body_params = sum(p.numel() for p in body.parameters() if p is not embedding)
+    head = lm.model.get_output_embeddings().weight
+    return ModelShape(body_params=body_params, hidden=head.shape[1], vocab=head.shape[0])
+
+
+def flops(shape: ModelShape, body_tokens: int, readout_positions: int, readout_width: int) -> int:
+    """2 * body params * body tokens + 2 * hidden * read-out width * read-out positions."""
+    return 2 * shape.body_params * body_tokens + 2 * shape.hidden * readout_width * readout_positions
+
+
+# -- the paths --------------------------------------------------------------------------------
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask, padded on the left so every row ends at the read-out position."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, width - len(sequence):] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, width - len(sequence):] = 1
+    return ids, mask
+
+
+def pad_id(lm: LoadedModel) -> int:
+    pad = lm.tokenizer.pad_token_id
+    return pad if pad is not None else 0
+
+
+def encode_all(lm: LoadedModel, task: Task, prompts: Sequence[str], sentences: Sequence[str]) -> list[tuple[int, ...]]:
+    """Token ids of every (prompt, sentence) pair, prompt-major, built exactly as the library does."""
+    encoder = TemplateEncoder(lm.tokenizer, lm.kind, task.template)
+    return [pair.prefix + pair.suffix for prompt in prompts for pair in (encoder.encode(s, prompt) for s in sentences)]
+
+
+def naive_logits(lm: LoadedModel, task: Task, prompts: Sequence[str], sentences: Sequence[str]) -> torch.Tensor:
+    """(a) One full forward per prompt over all inputs; verbalizer logits ``[P, E, C]``."""
+    verbalizers = verbalizer_token_ids(lm.tokenizer, task.verbalizers, lm.name)
+    sequences = encode_all(lm, task, prompts, sentences)
+    out = []
+    with torch.inference_mode():
+        for p in range(len(prompts)):
+            ids, mask = left_pad(sequences[p * len(sentences):(p + 1) * len(sentences)], pad_id(lm))
+            logits = lm.model(input_ids=ids, attention_mask=mask).logits  # [E, T, vocab]
+            out.append(logits[:, -1, verbalizers].float())
+    return torch.stack(out)
+
+
+def batched_logits(
+    lm: LoadedModel, task: Task, prompts: Sequence[str], sentences: Sequence[str], max_batch_tokens: int
+) -> torch.Tensor:
+    """(b) All pairs, sorted by length, in batches of at most ``max_batch_tokens`` padded tokens."""
+    verbalizers = verbalizer_token_ids(lm.tokenizer, task.verbalizers, lm.name)
+    sequences = encode_all(lm, task, prompts, sentences)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    batches: list[list[int]] = [[]]
+    for index in order:  # ascending length: the newest member is the longest
+        if batches[-1] and len(sequences[index]) * (len(batches[-1]) + 1) > max_batch_tokens:
+            batches.append([])
+        batches[-1].append(index)
+    logits = torch.empty(len(sequences), len(verbalizers))
+    with torch.inference_mode():
+        for batch in batches:
+            ids, mask = left_pad([sequences[i] for i in batch], pad_id(lm))
+            logits[batch] = lm.model(input_ids=ids, attention_mask=mask).logits[:, -1, verbalizers].float()
+    return logits.view(len(prompts), len(sentences), -1)
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One timed call: wall time and the work it did."""
+
+    seconds: float
+    body_tokens: int
+    readout_positions: int
+
+
+def timed(fn: Callable[[], torch.Tensor], counter: BodyTokenCounter) -> tuple[torch.Tensor, int, float]:
+    counter.take()
+    started = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - started
+    return result, counter.take(), seconds
+
+
+def time_full_vocab_path(
+    fn: Callable[[list[str]], torch.Tensor], source: PromptSource, counter: BodyTokenCounter, repeats: int
+) -> tuple[torch.Tensor, list[Call]]:
+    """(a) or (b): warm up on one prompt, then ``repeats`` calls (the first on the check prompts)."""
+    fn(source.fresh(1))
+    check, calls = None, []
+    for repeat in range(repeats):
+        logits, tokens, seconds = timed(lambda: fn(source.check if repeat == 0 else source.fresh()), counter)
+        check = logits if check is None else check
+        # Full-vocabulary logits at every position that went through the body.
+        calls.append(Call(seconds, tokens, readout_positions=tokens))
+    return check, calls
+
+
+def time_scorer(
+    lm: LoadedModel, task: Task, sentences: list[str], source: PromptSource, counter: BodyTokenCounter, args: argparse.Namespace
+) -> tuple[torch.Tensor, list[Call], list[Call]]:
+    """(c) or (d): per repeat a fresh Scorer, a cold call (builds the prefix cache), a warm call."""
+    def new_scorer() -> Scorer:
+        return Scorer(lm, task.template, task.verbalizers, max_batch_tokens=args.batch_tokens)
+
+    warm_up = new_scorer()
+    warm_up.class_logits(source.fresh(1), sentences)
+    warm_up.class_logits(source.fresh(1), sentences)
+    check, cold, warm = None, [], []
+    pairs = NUM_PROMPTS * len(sentences)
+    for repeat in range(args.repeats):
+        scorer = new_scorer()
+        prompts = source.check if repeat == 0 else source.fresh()
+        logits, tokens, seconds = timed(lambda: scorer.class_logits(prompts, sentences), counter)
+        check = logits if check is None else check
+        cold.append(Call(seconds, tokens, readout_positions=pairs))
+        fresh = source.fresh()
+        _, tokens, seconds = timed(lambda: scorer.class_logits(fresh, sentences), counter)
+        warm.append(Call(seconds, tokens, readout_positions=pairs))
+    return check, cold, warm
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+@dataclass
+class PathResult:
+    """One row of the table."""
+
+    path: str
+    dtype: str
+    seconds: float
+    """Median over the timed repeats."""
+    seconds_all: list[float]
+    prompts_per_s: float
+    inputs_per_s: float
+    speedup: float
+    """Over (a)."""
+    flops: int
+    """Median FLOPs of one call (16 prompts x all inputs)."""
+    flop_per_s: float
+    peak_fraction: float | None
+    """Of the matmul peak of this dtype measured in this run."""
+    body_tokens: int
+    readout_positions: int
+    readout_width: int
+
+
+def summarize(
+    path: str, dtype: str, calls: list[Call], n_inputs: int, shape: ModelShape, readout_width: int,
+    peak: dict | None, baseline_seconds: float | None,
+) -> PathResult:
+    seconds = statistics.median(c.seconds for c in calls)
+    middle = sorted(calls, key=lambda c: c.seconds)[(len(calls) - 1) // 2]
+    work = int(statistics.median(flops(shape, c.body_tokens, c.readout_positions, readout_width) for c in calls))
+    flop_per_s = work / seconds
+    return PathResult(
+        path=path,
+        dtype=dtype,
+        seconds=seconds,
+        seconds_all=[c.seconds for c in calls],
+        prompts_per_s=NUM_PROMPTS / seconds,
+        inputs_per_s=NUM_PROMPTS * n_inputs / seconds,
+        speedup=(baseline_seconds or seconds) / seconds,
+        flops=work,
+        flop_per_s=flop_per_s,
+        peak_fraction=flop_per_s / peak["flop_per_s"] if peak else None,
+        body_tokens=middle.body_tokens,
+        readout_positions=middle.readout_positions,
+        readout_width=readout_width,
+    )
+
+
+def agreement(reference: torch.Tensor, other: torch.Tensor) -> dict:
+    """Share of pairs with the same argmax class, and the largest logit difference."""
+    return {
+        "argmax_agreement": (reference.argmax(-1) == other.argmax(-1)).float().mean().item(),
+        "max_abs_logit_diff": (reference - other).abs().max().item(),
+    }
+
+
+def markdown_table(task: str, n_inputs: int, rows: list[PathResult]) -> str:
+    lines = [
+        f"### {task}: {NUM_PROMPTS} prompts x {n_inputs} inputs",
+        "",
+        "| path | dtype | s (median) | prompts/s | input-fwd/s | speed-up vs (a) | GFLOP¹ | GFLOP/s | % of matmul peak² |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        peak = f"{100 * r.peak_fraction:.1f}" if r.peak_fraction is not None else "–"
+        lines.append(
+            f"| {r.path} | {r.dtype} | {r.seconds:.3f} | {r.prompts_per_s:.2f} | {r.inputs_per_s:.1f} | "
+            f"{r.speedup:.1f}x | {r.flops / 1e9:.1f} | {r.flop_per_s / 1e9:.1f} | {peak} |"
+        )
+    return "\n".join(lines)
+
+
+# -- one task ---------------------------------------------------------------------------------
+
+
+def bench_task(
+    task_name: str, args: argparse.Namespace, lm: LoadedModel, lm_bf16: LoadedModel | None,
+    vocab: ActionVocabulary, shape: ModelShape, peaks: dict,
+) -> dict:
+    task = load_task(task_name, str(args.data_root / task_name / SPLIT))
+    task.require("train")
+    sentences = [example.text for example in task.train]
+    n, classes = len(sentences), task.num_classes
+    source = PromptSource(vocab, args.seed)
+    counter = BodyTokenCounter(lm.model)
+    print(f"[{task_name}] {n} inputs, {classes} classes; check prompts e.g. {source.check[0]!r}", file=sys.stderr)
+
+    print(f"[{task_name}] (a) naive ...", file=sys.stderr)
+    logits_a, calls_a = time_full_vocab_path(lambda p: naive_logits(lm, task, p, sentences), source, counter, args.repeats)
+    row_a = summarize("(a) naive, per prompt", "fp32", calls_a, n, shape, shape.vocab, peaks["float32"], None)
+    baseline = row_a.seconds
+
+    print(f"[{task_name}] (b) batched ...", file=sys.stderr)
+    logits_b, calls_b = time_full_vocab_path(
+        lambda p: batched_logits(lm, task, p, sentences, args.batch_tokens), source, counter, args.repeats
+    )
+    rows = [row_a, summarize("(b) batched pairs", "fp32", calls_b, n, shape, shape.vocab, peaks["float32"], baseline)]
+
+    print(f"[{task_name}] (c) scorer fp32 ...", file=sys.stderr)
+    logits_c, cold_c, warm_c = time_scorer(lm, task, sentences, source, counter, args)
+    rows += [
+        summarize("(c) Scorer, cold", "fp32", cold_c, n, shape, classes, peaks["float32"], baseline),
+        summarize("(c) Scorer, warm", "fp32", warm_c, n, shape, classes, peaks["float32"], baseline),
+    ]
+    counter.handle.remove()
+    checks = {"a_vs_b": agreement(logits_a, logits_b), "a_vs_c": agreement(logits_a, logits_c)}
+
+    if lm_bf16 is not None:
+        expected = (rows[-2].flops + rows[-1].flops) * (args.repeats + 1) / peaks["bfloat16"]["flop_per_s"]
+        print(f"[{task_name}] (d) scorer bf16 ... (at the bf16 matmul peak: about {expected / 60:.0f} min)", file=sys.stderr)
+        counter = BodyTokenCounter(lm_bf16.model)
+        logits_d, cold_d, warm_d = time_scorer(lm_bf16, task, sentences, source, counter, args)
+        counter.handle.remove()
+        rows += [
+            summarize("(d) Scorer, cold", "bf16", cold_d, n, shape, classes, peaks.get("bfloat16"), baseline),
+            summarize("(d) Scorer, warm", "bf16", warm_d, n, shape, classes, peaks.get("bfloat16"), baseline),
+        ]
+        checks["a_vs_d"] = agreement(logits_a, logits_d)  # informational: bf16 may flip near-ties
+
+    ok = all(checks[k]["argmax_agreement"] >= MIN_AGREEMENT for k in ("a_vs_b", "a_vs_c"))
+    print(markdown_table(task_name, n, rows))
+    for name, check in checks.items():
+        print(f"- agreement {name.replace('_', ' ')}: argmax {check['argmax_agreement']:.4f}, "
+              f"max |logit diff| {check['max_abs_logit_diff']:.2e}")
+    if not ok:
+        print(f"- FAILED: (b) or (c) agrees with (a) on fewer than {MIN_AGREEMENT:.0%} of pairs")
+    print()
+    return {
+        "data": str(args.data_root / task_name / SPLIT),
+        "n_inputs": n,
+        "n_classes": classes,
+        "verbalizers": task.verbalizers,
+        "template": task.template.text,
+        "check_prompts": source.check,
+        "paths": [asdict(row) for row in rows],
+        "agreement": checks,
+        "agreement_ok": ok,
+    }
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # tables and stderr progress lines in order
+    missing = [t for t in args.tasks if not (args.data_root / t / SPLIT).is_dir()]
+    if missing:
+        print(f"error: shared data not found: {args.data_root / missing[0] / SPLIT} (expected ../shared/data/16-shot)", file=sys.stderr)
+        return 2
+    torch.manual_seed(args.seed)
+    machine = machine_facts()
+
+    # 1. Matmul peaks, in this run, with torch's default thread count.
+    print("measuring matmul peaks ...", file=sys.stderr)
+    peak_repeats = 3 if args.quick else 5
+    peaks = {"float32": matmul_peak(torch.float32, peak_repeats, budget_seconds=20.0)}
+    peaks["bfloat16"] = matmul_peak(torch.bfloat16, peak_repeats, budget_seconds=args.bf16_peak_budget)
+
+    # 2. The target model (fp32; bf16 only for path (d)) and the prompt vocabulary.
+    try:
+        lm = load_model(MODEL)
+        lm_bf16 = load_model(MODEL, dtype=torch.bfloat16) if args.run_bf16 else None
+    except RLPromptError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    shape = model_shape(lm)
+    vocab = build_vocabulary(lm.tokenizer, "words")
+
+    # 3. Every task, every path.
+    results = {}
+    for task_name in args.tasks:
+        try:
+            results[task_name] = bench_task(task_name, args, lm, lm_bf16, vocab, shape, peaks)
+        except RLPromptError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    machine["load_average_at_end"] = list(os.getloadavg())
+    for dtype, peak in peaks.items():
+        note = " (time budget hit)" if peak["budget_exhausted"] else ""
+        print(f"²matmul peak {dtype}: {peak['flop_per_s'] / 1e9:.1f} GFLOP/s "
+              f"({peak['size']}^3, median of {peak['repeats']}{note})")
+    print("¹FLOPs = 2 x non-embedding params x token positions run through the body (padding and "
+          "cached prefixes included) + 2 x hidden x (vocab, or #classes for the Scorer) x read-out "
+          "positions; attention-score FLOPs (QK^T, AV) are ignored.")
+    print(f"machine: {machine['cpu_model']}, {machine['torch_threads']} threads, torch {machine['torch']}; "
+          f"amx_bf16={machine['amx_bf16']} avx512_bf16={machine['avx512_bf16']} avx512f={machine['avx512f']}")
+
+    # 4. The JSON record, written atomically.
+    write_json_atomic(args.json, {
+        "benchmark": "bench_scoring",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": ["python", "-m", "experiments.bench_scoring", *sys.argv[1:]],
+        "settings": {
+            "quick": args.quick, "repeats": args.repeats, "batch_tokens": args.batch_tokens, "seed": args.seed,
+            "num_prompts": NUM_PROMPTS, "prompt_length": PROMPT_LENGTH, "vocabulary": "words",
+            "bf16_path": args.run_bf16,
+        },
+        "machine": machine,
+        "matmul_peak": peaks,
+        "model": {"spec": MODEL, **asdict(shape)},
+        "flops_note": "2*non-embedding params*body token positions (padding included) + 2*hidden*read-out width*"
+                      "read-out positions; attention-score FLOPs ignored",
+        "tasks": results,
+    })
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0 if all(r["agreement_ok"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
