@@ -17,7 +17,8 @@ AG News: 64 train texts):
 (a), (b) and (c) must agree: the argmax class of each (prompt, input) pair matches on >= 99% of
 pairs. Each path is warmed up once, then timed ``--repeats`` times with fresh random prompts
 (median reported). FLOPs are counted from the token positions that actually ran through the
-model (padding included), and compared with a 2048^3 matmul measured in the same run.
+model (padding included), and compared with 2048^3 ``torch.matmul`` and ``F.linear`` products
+measured in the same run (bf16 ones bounded in time).
 
 Run from the repository root::
 
@@ -47,7 +48,7 @@ from policies.vocab import ActionVocabulary, build_vocabulary
 from rlprompt.artifact import write_json_atomic
 from rlprompt.errors import RLPromptError
 from rlprompt.models import LoadedModel, load_model
-from rlprompt.scoring import Scorer, TemplateEncoder, verbalizer_token_ids
+from rlprompt.scoring import Scorer, TemplateEncoder, left_pad, pad_token_id, verbalizer_token_ids
 from rlprompt.tasks import Task, load_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per path (default 3, 1 with --quick)")
     parser.add_argument("--batch-tokens", type=int, default=16384, help="token bound of one forward pass in (b), (c), (d)")
     parser.add_argument("--bf16", action="store_true", help="run path (d) even with --quick")
-    parser.add_argument("--bf16-peak-budget", type=float, default=20.0, help="seconds allowed for the bf16 matmul peak")
+    parser.add_argument("--bf16-peak-budget", type=float, default=20.0, help="seconds allowed per bf16 peak measurement")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -79,7 +80,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# -- machine facts and matmul peak ----------------------------------------------------------
+# -- machine facts and matmul peaks ---------------------------------------------------------
 
 
 def machine_facts() -> dict:
@@ -107,35 +108,40 @@ def machine_facts() -> dict:
     }
 
 
-def matmul_peak(dtype: torch.dtype, repeats: int, budget_seconds: float) -> dict:
-    """Median FLOP/s of an n x n x n matmul (n = 2048), at torch's default thread count.
+def matmul_peak(dtype: torch.dtype, repeats: int, budget_seconds: float, op: str = "matmul") -> dict:
+    """Median FLOP/s of an n x n x n product (n = 2048), at torch's default thread count.
 
-    Stops starting new repeats once ``budget_seconds`` have passed. If a probe at n/4 predicts
-    that even one full-size product would blow the budget (slow bf16 without AMX/AVX512-BF16),
-    a smaller n is used and reported.
+    ``op="matmul"`` times ``torch.matmul(a, b)``; ``op="linear"`` times
+    ``torch.nn.functional.linear(a, b)`` (``a @ b.T``), the call every ``nn.Linear`` of the
+    model makes, which can take a different (oneDNN) kernel, notably for bf16.
+
+    Sizes step up from 256 to n, each product timed once (the last one doubles as the warm-up),
+    and stop below n when the next size, predicted at 16x the last time (8x the work, a 2x
+    margin), would not fit in what is left of ``budget_seconds`` (slow bf16 without
+    AMX/AVX512-BF16). Then repeats run at the reached size until ``repeats`` or the budget.
     """
-    size = MATMUL_SIZE
-    probe_a, probe_b = torch.randn(size // 4, size // 4).to(dtype), torch.randn(size // 4, size // 4).to(dtype)
-    torch.matmul(probe_a, probe_b)
+    product = torch.matmul if op == "matmul" else torch.nn.functional.linear
     started = time.perf_counter()
-    torch.matmul(probe_a, probe_b)
-    predicted = (time.perf_counter() - started) * 64  # (n/4)^3 -> n^3
-    while size > 256 and predicted > budget_seconds:
-        size //= 2
-        predicted /= 8
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    started = time.perf_counter()
-    torch.matmul(a, b)  # warm-up
-    seconds = [time.perf_counter() - started]
+    size = 256
+    while True:
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        tick = time.perf_counter()
+        product(a, b)
+        seconds = [time.perf_counter() - tick]
+        remaining = budget_seconds - (time.perf_counter() - started)
+        if size >= MATMUL_SIZE or 16 * seconds[0] > remaining:
+            break
+        size *= 2
     warm_up_only = True
     while len(seconds) < repeats + 1 and time.perf_counter() - started < budget_seconds:
         tick = time.perf_counter()
-        torch.matmul(a, b)
+        product(a, b)
         seconds.append(time.perf_counter() - tick)
         warm_up_only = False
     timed = seconds if warm_up_only else seconds[1:]
     median = statistics.median(timed)
     return {
+        "op": op,
         "dtype": str(dtype).removeprefix("torch."),
         "size": size,
         "repeats": len(timed),
@@ -218,22 +224,6 @@ def flops(shape: ModelShape, body_tokens: int, readout_positions: int, readout_w
 # -- the paths --------------------------------------------------------------------------------
 
 
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ids and attention mask, padded on the left so every row ends at the read-out position."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, width - len(sequence):] = torch.tensor(sequence, dtype=torch.long)
-        mask[row, width - len(sequence):] = 1
-    return ids, mask
-
-
-def pad_id(lm: LoadedModel) -> int:
-    pad = lm.tokenizer.pad_token_id
-    return pad if pad is not None else 0
-
-
 def encode_all(lm: LoadedModel, task: Task, prompts: Sequence[str], sentences: Sequence[str]) -> list[tuple[int, ...]]:
     """Token ids of every (prompt, sentence) pair, prompt-major, built exactly as the library does."""
     encoder = TemplateEncoder(lm.tokenizer, lm.kind, task.template)
@@ -247,7 +237,7 @@ def naive_logits(lm: LoadedModel, task: Task, prompts: Sequence[str], sentences:
     out = []
     with torch.inference_mode():
         for p in range(len(prompts)):
-            ids, mask = left_pad(sequences[p * len(sentences):(p + 1) * len(sentences)], pad_id(lm))
+            ids, mask = left_pad(sequences[p * len(sentences):(p + 1) * len(sentences)], pad_token_id(lm.tokenizer))
             logits = lm.model(input_ids=ids, attention_mask=mask).logits  # [E, T, vocab]
             out.append(logits[:, -1, verbalizers].float())
     return torch.stack(out)
@@ -268,7 +258,7 @@ def batched_logits(
     logits = torch.empty(len(sequences), len(verbalizers))
     with torch.inference_mode():
         for batch in batches:
-            ids, mask = left_pad([sequences[i] for i in batch], pad_id(lm))
+            ids, mask = left_pad([sequences[i] for i in batch], pad_token_id(lm.tokenizer))
             logits[batch] = lm.model(input_ids=ids, attention_mask=mask).logits[:, -1, verbalizers].float()
     return logits.view(len(prompts), len(sentences), -1)
 
@@ -351,7 +341,9 @@ class PathResult:
     """Median FLOPs of one call (16 prompts x all inputs)."""
     flop_per_s: float
     peak_fraction: float | None
-    """Of the matmul peak of this dtype measured in this run."""
+    """Of the ``torch.matmul`` peak of this dtype measured in this run."""
+    linear_peak_fraction: float | None
+    """Of the ``F.linear`` peak of this dtype measured in this run."""
     body_tokens: int
     readout_positions: int
     readout_width: int
@@ -375,7 +367,8 @@ def summarize(
         speedup=(baseline_seconds or seconds) / seconds,
         flops=work,
         flop_per_s=flop_per_s,
-        peak_fraction=flop_per_s / peak["flop_per_s"] if peak else None,
+        peak_fraction=flop_per_s / peak["matmul"]["flop_per_s"] if peak else None,
+        linear_peak_fraction=flop_per_s / peak["linear"]["flop_per_s"] if peak else None,
         body_tokens=middle.body_tokens,
         readout_positions=middle.readout_positions,
         readout_width=readout_width,
@@ -394,14 +387,15 @@ def markdown_table(task: str, n_inputs: int, rows: list[PathResult]) -> str:
     lines = [
         f"### {task}: {NUM_PROMPTS} prompts x {n_inputs} inputs",
         "",
-        "| path | dtype | s (median) | prompts/s | input-fwd/s | speed-up vs (a) | GFLOP¹ | GFLOP/s | % of matmul peak² |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| path | dtype | s (median) | prompts/s | input-fwd/s | speed-up vs (a) | GFLOP¹ | GFLOP/s | % of matmul peak² | % of linear peak² |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         peak = f"{100 * r.peak_fraction:.1f}" if r.peak_fraction is not None else "–"
+        linear = f"{100 * r.linear_peak_fraction:.1f}" if r.linear_peak_fraction is not None else "–"
         lines.append(
             f"| {r.path} | {r.dtype} | {r.seconds:.3f} | {r.prompts_per_s:.2f} | {r.inputs_per_s:.1f} | "
-            f"{r.speedup:.1f}x | {r.flops / 1e9:.1f} | {r.flop_per_s / 1e9:.1f} | {peak} |"
+            f"{r.speedup:.1f}x | {r.flops / 1e9:.1f} | {r.flop_per_s / 1e9:.1f} | {peak} | {linear} |"
         )
     return "\n".join(lines)
 
@@ -442,8 +436,8 @@ def bench_task(
     checks = {"a_vs_b": agreement(logits_a, logits_b), "a_vs_c": agreement(logits_a, logits_c)}
 
     if lm_bf16 is not None:
-        expected = (rows[-2].flops + rows[-1].flops) * (args.repeats + 1) / peaks["bfloat16"]["flop_per_s"]
-        print(f"[{task_name}] (d) scorer bf16 ... (at the bf16 matmul peak: about {expected / 60:.0f} min)", file=sys.stderr)
+        expected = (rows[-2].flops + rows[-1].flops) * (args.repeats + 1) / peaks["bfloat16"]["linear"]["flop_per_s"]
+        print(f"[{task_name}] (d) scorer bf16 ... (at the bf16 linear peak: about {expected / 60:.0f} min)", file=sys.stderr)
         counter = BodyTokenCounter(lm_bf16.model)
         logits_d, cold_d, warm_d = time_scorer(lm_bf16, task, sentences, source, counter, args)
         counter.handle.remove()
@@ -490,8 +484,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 1. Matmul peaks, in this run, with torch's default thread count.
     print("measuring matmul peaks ...", file=sys.stderr)
     peak_repeats = 3 if args.quick else 5
-    peaks = {"float32": matmul_peak(torch.float32, peak_repeats, budget_seconds=20.0)}
-    peaks["bfloat16"] = matmul_peak(torch.bfloat16, peak_repeats, budget_seconds=args.bf16_peak_budget)
+    peaks = {
+        str(dtype).removeprefix("torch."): {
+            op: matmul_peak(dtype, peak_repeats, budget, op) for op in ("matmul", "linear")
+        }
+        for dtype, budget in ((torch.float32, 20.0), (torch.bfloat16, args.bf16_peak_budget))
+    }
 
     # 2. The target model (fp32; bf16 only for path (d)) and the prompt vocabulary.
     try:
@@ -513,10 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
     machine["load_average_at_end"] = list(os.getloadavg())
-    for dtype, peak in peaks.items():
-        note = " (time budget hit)" if peak["budget_exhausted"] else ""
-        print(f"²matmul peak {dtype}: {peak['flop_per_s'] / 1e9:.1f} GFLOP/s "
-              f"({peak['size']}^3, median of {peak['repeats']}{note})")
+    for dtype, by_op in peaks.items():
+        for op, peak in by_op.items():
+            note = ", time budget hit" if peak["budget_exhausted"] else ""
+            print(f"²{op} peak {dtype}: {peak['flop_per_s'] / 1e9:.1f} GFLOP/s "
+                  f"({peak['size']}^3, median of {peak['repeats']}{note})")
     print("¹FLOPs = 2 x non-embedding params x token positions run through the body (padding and "
           "cached prefixes included) + 2 x hidden x (vocab, or #classes for the Scorer) x read-out "
           "positions; attention-score FLOPs (QK^T, AV) are ignored.")

@@ -79,6 +79,12 @@ class TemplateEncoder:
         return EncodedPair(prefix=tuple(prefix), suffix=tuple(suffix), mask_index=mask_index)
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id padding uses; any id works where the attention mask hides it, so 0 without a pad token."""
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else 0
+
+
 def _find_sublist(haystack: list[int], needle: tuple[int, ...]) -> int:
     for start in range(len(haystack) - len(needle) + 1):
         if tuple(haystack[start:start + len(needle)]) == needle:
@@ -140,8 +146,7 @@ class Scorer:
         bias = getattr(head, "bias", None)
         self._head_bias = bias.detach()[ids] if bias is not None else None
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
-        pad = lm.tokenizer.pad_token_id
-        self._pad_id = pad if pad is not None else 0
+        self._pad_id = pad_token_id(lm.tokenizer)
         self._prefix_states: dict[tuple[str, ...], _PrefixState] = {}
 
     @property
@@ -203,7 +208,7 @@ class Scorer:
         ]
         outputs = []
         for chunk in self._chunks([len(s) for s in sequences]):
-            ids, mask = _left_pad([sequences[i] for i in chunk], self._pad_id)
+            ids, mask = left_pad([sequences[i] for i in chunk], self._pad_id)
             hidden = self.lm.model.base_model(
                 input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False
             ).last_hidden_state
@@ -241,7 +246,7 @@ class Scorer:
             has_suffix = torch.tensor([len(suffixes[i]) > 0 for i in pairs])
             if has_suffix.any():
                 selected = rows[has_suffix]
-                ids, suffix_mask = _left_pad([suffixes[i] for i in pairs if suffixes[i]], self._pad_id)
+                ids, suffix_mask = left_pad([suffixes[i] for i in pairs if suffixes[i]], self._pad_id)
                 width = int(state.lengths[selected].max())
                 cache = state.cache_for(selected, width, self.lm.model.config)
                 mask = torch.cat([state.mask[selected, -width:], suffix_mask], dim=1)
@@ -260,7 +265,7 @@ class Scorer:
         sequences = [pair.prefix + pair.suffix for pair in pairs]
         outputs = []
         for chunk in self._chunks([len(s) for s in sequences]):
-            ids, mask = _right_pad([sequences[i] for i in chunk], self._pad_id)
+            ids, mask = right_pad([sequences[i] for i in chunk], self._pad_id)
             logits = self.lm.model(input_ids=ids, attention_mask=mask).logits
             mask_positions = torch.tensor([pairs[i].mask_index for i in chunk])
             outputs.append(logits[torch.arange(len(chunk)), mask_positions][:, self.verbalizer_ids])
@@ -283,7 +288,7 @@ class _PrefixState:
         from transformers import DynamicCache
 
         width = max(len(p) for p in prefixes)
-        _, mask = _left_pad(prefixes, pad_id, width)
+        _, mask = left_pad(prefixes, pad_id, width)
         order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
@@ -296,7 +301,7 @@ class _PrefixState:
             else:
                 batch.append(index)
         for batch in batches:
-            ids, batch_mask = _left_pad([prefixes[i] for i in batch], pad_id)
+            ids, batch_mask = left_pad([prefixes[i] for i in batch], pad_id)
             out = model.base_model(
                 input_ids=ids,
                 attention_mask=batch_mask,
@@ -331,7 +336,8 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
-def _left_pad(sequences: Sequence[Sequence[int]], pad_id: int, width: int | None = None):
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask, padded on the left so every row ends at its last token."""
     width = width or max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -342,7 +348,8 @@ def _left_pad(sequences: Sequence[Sequence[int]], pad_id: int, width: int | None
     return ids, mask
 
 
-def _right_pad(sequences: Sequence[Sequence[int]], pad_id: int):
+def right_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask, padded on the right."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
