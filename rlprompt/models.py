@@ -164,13 +164,13 @@ def _freeze(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _load_folder(folder: str, name: str, dtype: torch.dtype, **hub_kwargs) -> LoadedModel:
+def _load_folder(folder: str, name: str, dtype: torch.dtype) -> LoadedModel:
     from transformers import AutoConfig, AutoTokenizer
 
-    config = AutoConfig.from_pretrained(folder, **hub_kwargs)
+    config = AutoConfig.from_pretrained(folder)
     kind = model_kind(config)
-    tokenizer = AutoTokenizer.from_pretrained(folder, **hub_kwargs)
-    model = _auto_class(kind).from_pretrained(folder, dtype=dtype, **hub_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = _auto_class(kind).from_pretrained(folder, dtype=dtype)
     return LoadedModel(name=name, model=_freeze(model), tokenizer=tokenizer, kind=kind)
 
 

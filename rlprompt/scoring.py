@@ -12,7 +12,6 @@ multiplied by the verbalizer rows of the output embedding, never the whole vocab
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -43,6 +42,7 @@ class TemplateEncoder:
         self.tokenizer = tokenizer
         self.kind = kind
         self.template = template
+        self._piece_cache: dict[str, tuple[int, ...]] = {}
         probe = "hello"
         plain = self._piece_ids(probe)
         full = list(tokenizer(probe).input_ids)
@@ -54,9 +54,12 @@ class TemplateEncoder:
         if kind == "masked" and self.mask_id is None:
             raise RLPromptError("the masked LM's tokenizer has no mask token")
 
-    @functools.lru_cache(maxsize=65536)
     def _piece_ids(self, text: str) -> tuple[int, ...]:
-        return tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
+        # Sentences recur every training step; tokenize each piece once.
+        ids = self._piece_cache.get(text)
+        if ids is None:
+            ids = self._piece_cache[text] = tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return ids
 
     def encode(self, sentence: str, prompt: str) -> EncodedPair:
         """Ids of the template filled with ``sentence`` and ``prompt``."""

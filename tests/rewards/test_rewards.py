@@ -82,3 +82,12 @@ def test_cached_reward_scores_each_distinct_prompt_once() -> None:
     assert second.rewards.tolist() == [3.0, 4.0]
     assert cached.evaluations == 3 and cached.lookups == 5 and cached.hits == 2
     assert cached.hit_rate == pytest.approx(0.4)
+
+
+def test_gap_reward_same_with_and_without_prefix_cache(tiny_llama) -> None:
+    task = load_task("demo")
+    prompts = ["It was", "", "the food was"]
+    cached = GapReward(Scorer(tiny_llama, task.template, task.verbalizers), task.train)(prompts)
+    plain = GapReward(Scorer(tiny_llama, task.template, task.verbalizers, prefix_cache=False), task.train)(prompts)
+    assert cached.rewards == pytest.approx(plain.rewards, abs=1e-3)
+    assert cached.accuracy.tolist() == plain.accuracy.tolist()
