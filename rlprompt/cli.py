@@ -1,4 +1,4 @@
-"""The ``rlprompt`` command: train, eval, export, models.
+"""The ``rlprompt`` command: train, eval, export, transfer, models.
 
 Bad input ends with one line on stderr naming the bad thing, and exit code 2.
 """
@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="json", help="json, jsonl, csv or txt (default: json)")
     export.add_argument("--top-k", type=int, help="only the best K prompts")
     export.add_argument("--output", "-o", help="write here instead of stdout")
+
+    transfer = commands.add_parser("transfer", help="score several prompt files on several models: table + heatmap")
+    transfer.add_argument("--prompts", nargs="+", required=True, help="prompt files or run folders")
+    transfer.add_argument("--target-lms", nargs="+", required=True, help="models to score on")
+    transfer.add_argument("--task", help="task name (default: the first prompt file's)")
+    transfer.add_argument("--data", help="task data: folder or one file")
+    transfer.add_argument("--split", default="test", choices=["train", "dev", "test"], help="split to score (default: test)")
+    transfer.add_argument("--output-dir", default="transfer", help="where transfer.md/.json/.png go (default: transfer)")
 
     commands.add_parser("models", help="list the offline model aliases")
     return parser
@@ -158,6 +166,21 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer(args: argparse.Namespace) -> int:
+    from rlprompt.artifact import PromptFile
+    from rlprompt.export import resolve_prompt_file
+    from rlprompt.transfer import markdown_table, transfer_matrix, write_transfer
+
+    paths = [resolve_prompt_file(p) for p in args.prompts]
+    files = [PromptFile.load(p) for p in paths]
+    labels = [p.parent.name if p.name == "prompt.json" else p.stem for p in paths]
+    rows = transfer_matrix(files, labels, args.target_lms, args.task, args.data, args.split)
+    written = write_transfer(rows, args.target_lms, Path(args.output_dir))
+    print(markdown_table(rows, args.target_lms))
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from rlprompt.models import OFFLINE_MODELS
 
@@ -183,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ours.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
-    handlers = {"train": _train, "eval": _eval, "export": _export, "models": _models}
+    handlers = {"train": _train, "eval": _eval, "export": _export, "transfer": _transfer, "models": _models}
     try:
         return handlers[args.command](args)
     except RLPromptError as error:

@@ -113,6 +113,15 @@ def tiny_llama_dir(tiny_llama, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tiny_gpt2, tmp_path_factory) -> Path:
+    """The tiny GPT-2 saved as a Hugging Face folder: a second model for transfer tests."""
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    tiny_gpt2.model.save_pretrained(folder)
+    tiny_gpt2.tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
