@@ -5,10 +5,16 @@ The env's action ``i`` means token ``token_ids[i]``; the mapping back to ids is 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from rlprompt.errors import RLPromptError
+
+logger = logging.getLogger("rlprompt.vocab")
 
 VOCABULARIES = ("all", "words")
 
@@ -38,26 +44,92 @@ def _is_word_start(token_text: str) -> bool:
     return len(token_text) >= 3 and token_text[0] == " " and token_text[1:].isascii() and token_text[1:].isalpha()
 
 
-def build_vocabulary(tokenizer, name: str = "words") -> ActionVocabulary:
+def build_vocabulary(tokenizer, name: str = "words", backbone=None) -> ActionVocabulary:
     """Build a named action vocabulary.
 
     Args:
         tokenizer: The policy's tokenizer.
         name: ``all``: every non-special token; ``words``: tokens that begin a word and are
-            alphabetic (at least two letters), so prompts decode to space-separated words.
+            alphabetic (at least two letters), so prompts decode to space-separated words;
+            ``top-K`` (e.g. ``top-2000``): the K ``words`` tokens the backbone finds most
+            likely on average (its unigram prior over the built-in corpus); or the path of a
+            word-list file, one word per line (``#`` starts a comment), each used as the token
+            of ``" word"``.
+        backbone: The policy's frozen causal LM; needed for ``top-K``.
 
     Raises:
-        RLPromptError: Unknown name, or no token qualifies.
+        RLPromptError: Unknown name, a bad ``top-K``, or no token qualifies.
     """
     special = set(tokenizer.all_special_ids)
     candidates = [i for i in range(len(tokenizer)) if i not in special]
     if name == "all":
         ids = candidates
-    elif name == "words":
+    elif name == "words" or name.startswith("top-"):
         texts = tokenizer.batch_decode([[i] for i in candidates])
         ids = [i for i, text in zip(candidates, texts) if _is_word_start(text)]
+        if name.startswith("top-"):
+            ids = _top_by_prior(ids, name, tokenizer, backbone)
+    elif Path(name).is_file():
+        ids = _word_list(Path(name), tokenizer, special)
     else:
-        raise RLPromptError(f"unknown action vocabulary '{name}'; valid: {', '.join(VOCABULARIES)}")
+        raise RLPromptError(
+            f"unknown action vocabulary '{name}'; valid: {', '.join(VOCABULARIES)}, top-K (e.g. top-2000), or a word-list file"
+        )
     if not ids:
         raise RLPromptError(f"action vocabulary '{name}' is empty for this tokenizer")
     return ActionVocabulary(token_ids=tuple(ids), tokenizer=tokenizer)
+
+
+def _top_by_prior(ids: list[int], name: str, tokenizer, backbone) -> list[int]:
+    try:
+        k = int(name[len("top-"):])
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise RLPromptError(f"action vocabulary '{name}': K must be a positive integer, as in top-2000")
+    if backbone is None:
+        raise RLPromptError(f"action vocabulary '{name}' needs the policy backbone to rank tokens")
+    prior = unigram_prior(backbone, tokenizer)
+    ranked = sorted(ids, key=lambda i: float(prior[i]), reverse=True)
+    return sorted(ranked[:k])
+
+
+def unigram_prior(backbone, tokenizer, max_texts: int = 320) -> torch.Tensor:
+    """The backbone's next-token distribution averaged over every position of the built-in corpus."""
+    from rlprompt.scoring import left_pad, pad_token_id
+    from rlprompt.tasks import load_task
+
+    task = load_task("demo")
+    texts = [e.text for e in task.train + task.dev + task.test][:max_texts]
+    sequences = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
+    total = None
+    count = 0
+    with torch.inference_mode():
+        for start in range(0, len(sequences), 32):
+            ids, mask = left_pad(sequences[start : start + 32], pad_token_id(tokenizer))
+            logits = backbone(input_ids=ids, attention_mask=mask).logits.float()
+            probs = logits.softmax(dim=-1)[mask.bool()]
+            summed = probs.sum(dim=0)
+            total = summed if total is None else total + summed
+            count += probs.shape[0]
+    return total / count
+
+
+def _word_list(path: Path, tokenizer, special: set[int]) -> list[int]:
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        word = line.split("#", 1)[0].strip()
+        if word:
+            words.append(word)
+    ids, skipped = [], []
+    for word in words:
+        pieces = tokenizer(" " + word, add_special_tokens=False).input_ids
+        if len(pieces) == 1 and pieces[0] not in special:
+            ids.append(pieces[0])
+        else:
+            skipped.append(word)
+    if skipped:
+        logger.warning("%d of %d words in %s are not single tokens and are left out: %s", len(skipped), len(words), path, ", ".join(skipped[:10]))
+    if not ids:
+        raise RLPromptError(f"word list '{path}' has no word that is a single token of the policy's tokenizer")
+    return sorted(set(ids))

@@ -38,7 +38,8 @@ class TrainConfig:
     prompt_length: int = 5
     """Tokens per prompt."""
     vocabulary: str = "words"
-    """Action vocabulary: all (every token) or words (word-start alphabetic tokens)."""
+    """Action vocabulary: all, words (word-start alphabetic tokens), top-K (the K words the backbone
+    finds likeliest), or a word-list file."""
     num_prompts: int = 16
     """Prompts sampled and scored together per training step (the batch the reward z-scores)."""
     steps: int = 40

@@ -92,7 +92,7 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
     target = load_model(config.target_lm, resolve_dtype(config.dtype))
     scorer = Scorer(target, task.template, task.verbalizers, max_batch_tokens=config.max_batch_tokens)
     backbone = _policy_backbone(config, target)
-    vocab = build_vocabulary(backbone.tokenizer, config.vocabulary)
+    vocab = build_vocabulary(backbone.tokenizer, config.vocabulary, backbone.model)
 
     reward_class = GapReward if config.reward == "gap" else AccuracyReward
     reward_kwargs = dict(correct_coef=config.correct_coef, incorrect_coef=config.incorrect_coef) if config.reward == "gap" else {}

@@ -46,7 +46,7 @@ def test_all_vocabulary_excludes_special_tokens(bpe_tokenizer) -> None:
 
 
 def test_unknown_vocabulary_is_an_error(bpe_tokenizer) -> None:
-    with pytest.raises(RLPromptError, match="unknown action vocabulary 'nope'; valid: all, words"):
+    with pytest.raises(RLPromptError, match="unknown action vocabulary .nope.; valid: all, words, top-K"):
         build_vocabulary(bpe_tokenizer, "nope")
 
 
@@ -109,3 +109,40 @@ def test_ppo_learns_a_rewarded_token(tiny_llama) -> None:
     after = algo.policy.get_distribution(start).distribution.probs[0, 3].item()
     assert before == pytest.approx(1 / 8, abs=1e-3)
     assert after > 0.5
+
+
+def test_top_k_vocabulary_ranks_words_by_the_backbone_prior(tiny_llama) -> None:
+    from policies.vocab import unigram_prior
+
+    tokenizer = tiny_llama.tokenizer
+    words = build_vocabulary(tokenizer, "words")
+    top = build_vocabulary(tokenizer, "top-5", tiny_llama.model)
+    assert top.size == 5 and set(top.token_ids) <= set(words.token_ids)
+    prior = unigram_prior(tiny_llama.model, tokenizer)
+    assert prior.shape == (len(tokenizer),) and prior.sum().item() == pytest.approx(1.0, abs=1e-4)
+    weakest_kept = min(prior[i].item() for i in top.token_ids)
+    assert all(prior[i].item() <= weakest_kept for i in set(words.token_ids) - set(top.token_ids))
+
+
+@pytest.mark.parametrize(("name", "message"), [("top-0", "K must be a positive integer"), ("top-x", "K must be a positive integer")])
+def test_bad_top_k_is_an_error(tiny_llama, name: str, message: str) -> None:
+    with pytest.raises(RLPromptError, match=message):
+        build_vocabulary(tiny_llama.tokenizer, name, tiny_llama.model)
+
+
+def test_top_k_needs_the_backbone(bpe_tokenizer) -> None:
+    with pytest.raises(RLPromptError, match="needs the policy backbone"):
+        build_vocabulary(bpe_tokenizer, "top-5")
+
+
+def test_word_list_file_vocabulary(bpe_tokenizer, tmp_path) -> None:
+    path = tmp_path / "words.txt"
+    path.write_text("# sentiment words\ngreat\nterrible  # a comment\n\nxqzzyq\n", encoding="utf-8")
+    vocab = build_vocabulary(bpe_tokenizer, str(path))
+    expected = sorted(bpe_tokenizer(" " + w, add_special_tokens=False).input_ids[0] for w in ["great", "terrible"])
+    assert list(vocab.token_ids) == expected
+    assert vocab.decode([0, 1]) == bpe_tokenizer.decode(expected).strip()
+    empty = tmp_path / "none.txt"
+    empty.write_text("xqzzyq\n", encoding="utf-8")
+    with pytest.raises(RLPromptError, match="has no word that is a single token"):
+        build_vocabulary(bpe_tokenizer, str(empty))
