@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rewards.cache import CachedReward
 from rewards.classification import AccuracyReward, GapReward, PromptReward, RewardBatch, gap_rewards
+from rewards.fluency import FluencyReward
 from rewards.normalize import zscore
 
-__all__ = ["AccuracyReward", "CachedReward", "GapReward", "PromptReward", "RewardBatch", "gap_rewards", "zscore"]
+__all__ = ["AccuracyReward", "CachedReward", "FluencyReward", "GapReward", "PromptReward", "RewardBatch", "gap_rewards", "zscore"]

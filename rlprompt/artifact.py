@@ -42,6 +42,8 @@ class Candidate:
     train_accuracy: float
     dev_accuracy: float | None = None
     test_accuracy: float | None = None
+    perplexity: float | None = None
+    """Perplexity of the prompt text under the prompt file's ``perplexity_lm``."""
 
 
 @dataclass
@@ -64,6 +66,9 @@ class PromptFile:
     versions: dict[str, str]
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     candidates: list[Candidate] = field(default_factory=list)
+    perplexity: float | None = None
+    """Perplexity of the prompt text under ``perplexity_lm`` (how much it reads as language)."""
+    perplexity_lm: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +139,7 @@ class PromptFile:
                     train_accuracy=check.field(item, "train_accuracy", (int, float), where),
                     dev_accuracy=check.field(item, "dev_accuracy", (int, float, type(None)), where, default=None),
                     test_accuracy=check.field(item, "test_accuracy", (int, float, type(None)), where, default=None),
+                    perplexity=check.field(item, "perplexity", (int, float, type(None)), where, default=None),
                 )
             )
         return cls(
@@ -148,6 +154,8 @@ class PromptFile:
             versions=check.field(data, "versions", dict),
             created_at=check.field(data, "created_at", str),
             candidates=candidates,
+            perplexity=check.field(data, "perplexity", (int, float, type(None)), default=None),
+            perplexity_lm=check.field(data, "perplexity_lm", (str, type(None)), default=None),
             schema_version=version,
         )
 

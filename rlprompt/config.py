@@ -60,6 +60,8 @@ class TrainConfig:
     """Gap reward scale when the gold class wins."""
     incorrect_coef: float = 180.0
     """Gap reward scale when it loses."""
+    fluency_weight: float = 0.0
+    """Weight of the fluency term: the prompt's mean token log-likelihood under the policy backbone."""
     top_k: int = 8
     """Distinct prompts kept by training reward and scored on dev; the best on dev is the result."""
     seed: int = 0

@@ -49,7 +49,7 @@ def export_prompts(prompt_file: PromptFile, fmt: str, top_k: int | None = None) 
     if fmt == "jsonl":
         return "".join(json.dumps({**row, "task": task}, ensure_ascii=False) + "\n" for row in rows)
     buffer = io.StringIO()
-    columns = ["rank", "prompt", "train_reward", "train_accuracy", "dev_accuracy", "test_accuracy", "target_lm"]
+    columns = ["rank", "prompt", "train_reward", "train_accuracy", "dev_accuracy", "test_accuracy", "perplexity", "target_lm"]
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

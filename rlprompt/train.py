@@ -20,12 +20,14 @@ from policies.lm_adapter import LMAdapterPolicy
 from policies.vocab import build_vocabulary
 from rewards.cache import CachedReward
 from rewards.classification import AccuracyReward, GapReward
+from rewards.fluency import FluencyReward
 from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions, write_json_atomic
 from rlprompt.callbacks import TopKPromptCallback
 from rlprompt.config import TrainConfig
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import PromptScore, score_prompts
 from rlprompt.models import LoadedModel, load_model, resolve_dtype
+from rlprompt.perplexity import perplexity, start_token_id
 from rlprompt.scoring import Scorer
 from rlprompt.tasks import Task, load_task
 
@@ -66,10 +68,12 @@ def _policy_backbone(config: TrainConfig, target: LoadedModel) -> LoadedModel:
 
 
 def _start_token(tokenizer) -> int:
-    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id):
-        if token_id is not None:
-            return token_id
-    raise RLPromptError("the policy tokenizer has no BOS, EOS or PAD token to start a prompt with")
+    token_id = start_token_id(tokenizer)
+    if token_id is None:
+        token_id = tokenizer.pad_token_id
+    if token_id is None:
+        raise RLPromptError("the policy tokenizer has no BOS, EOS or PAD token to start a prompt with")
+    return token_id
 
 
 def run_dir(config: TrainConfig) -> Path:
@@ -96,7 +100,10 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
 
     reward_class = GapReward if config.reward == "gap" else AccuracyReward
     reward_kwargs = dict(correct_coef=config.correct_coef, incorrect_coef=config.incorrect_coef) if config.reward == "gap" else {}
-    reward = CachedReward(reward_class(scorer, task.train, **reward_kwargs))
+    task_reward = reward_class(scorer, task.train, **reward_kwargs)
+    if config.fluency_weight:
+        task_reward = FluencyReward(task_reward, backbone.model, backbone.tokenizer, config.fluency_weight)
+    reward = CachedReward(task_reward)
     env = PromptVecEnv(reward, vocab, num_envs=config.num_prompts, prompt_length=config.prompt_length)
 
     def dev_accuracy(prompts: list[str]) -> list[float]:
@@ -104,6 +111,8 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
 
     def prompt_file(ranked: list[Candidate], budget_steps: int, test_accuracy: float | None = None) -> PromptFile:
         best = ranked[0]
+        for candidate, value in zip(ranked, perplexity(backbone.model, backbone.tokenizer, [c.prompt for c in ranked])):
+            candidate.perplexity = round(float(value), 3)
         return PromptFile(
             prompt=best.prompt,
             token_ids=best.token_ids,
@@ -120,6 +129,8 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
             seed=config.seed,
             versions=library_versions(),
             candidates=ranked,
+            perplexity=best.perplexity,
+            perplexity_lm=backbone.name,
         )
 
     out_dir.mkdir(parents=True, exist_ok=True)

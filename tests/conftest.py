@@ -104,22 +104,23 @@ def tiny_bert(wordpiece_tokenizer) -> LoadedModel:
     return LoadedModel("tiny-bert", _frozen(BertForMaskedLM(config)), wordpiece_tokenizer, "masked")
 
 
+def _saved(lm: LoadedModel, factory: pytest.TempPathFactory) -> Path:
+    folder = factory.mktemp(lm.name)
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tiny_llama, tmp_path_factory) -> Path:
     """The tiny Llama saved as a Hugging Face folder, loadable by ``rlprompt --target-lm``."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
-    return folder
+    return _saved(tiny_llama, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tiny_gpt2, tmp_path_factory) -> Path:
     """The tiny GPT-2 saved as a Hugging Face folder: a second model for transfer tests."""
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    tiny_gpt2.model.save_pretrained(folder)
-    tiny_gpt2.tokenizer.save_pretrained(folder)
-    return folder
+    return _saved(tiny_gpt2, tmp_path_factory)
 
 
 @pytest.fixture

@@ -155,7 +155,7 @@ def test_train_writes_prompt_file_and_table(trained: tuple[subprocess.CompletedP
     prompt_file = PromptFile.load(runs / "r" / "prompt.json")
     assert prompt_file.target_lm == str(tiny_llama_dir)
     assert prompt_file.task.name == "demo"
-    assert 1 <= len(prompt_file.candidates) <= 3
+    assert 1 <= len(prompt_file.candidates) <= 4  # the top 3 by training reward, plus the best on dev if it left them
     assert prompt_file.prompt == prompt_file.candidates[0].prompt
     assert prompt_file.budget["steps"] == 2
     assert prompt_file.budget["prompts_sampled"] == 8
@@ -189,7 +189,7 @@ def test_export_csv(trained: tuple[subprocess.CompletedProcess[str], Path]) -> N
     result = run_cli("export", runs / "r", "--format", "csv", cwd=runs)
     assert result.returncode == 0, result.stderr
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["rank", "prompt", "train_reward", "train_accuracy", "dev_accuracy", "test_accuracy", "target_lm"]
-    assert 1 <= len(rows) - 1 <= 3
+    assert rows[0] == ["rank", "prompt", "train_reward", "train_accuracy", "dev_accuracy", "test_accuracy", "perplexity", "target_lm"]
+    assert 1 <= len(rows) - 1 <= 4  # the top 3 by training reward, plus the best on dev if it left them
     assert [row[0] for row in rows[1:]] == [str(i) for i in range(1, len(rows))]
     assert rows[1][1] == PromptFile.load(runs / "r" / "prompt.json").prompt

@@ -60,9 +60,9 @@ def test_txt(prompt_file: PromptFile) -> None:
 def test_csv_exact(prompt_file: PromptFile) -> None:
     text = export_prompts(prompt_file, "csv", top_k=2)
     assert text == (
-        "rank,prompt,train_reward,train_accuracy,dev_accuracy,test_accuracy,target_lm\n"
-        "1,Absolutely wonderful,10.0,0.75,0.625,,tiny-llama\n"
-        '2,"Really, ""really"" bad",8.5,0.5,0.5,0.25,tiny-llama\n'
+        "rank,prompt,train_reward,train_accuracy,dev_accuracy,test_accuracy,perplexity,target_lm\n"
+        "1,Absolutely wonderful,10.0,0.75,0.625,,,tiny-llama\n"
+        '2,"Really, ""really"" bad",8.5,0.5,0.5,0.25,,tiny-llama\n'
     )
 
 
@@ -86,6 +86,7 @@ def test_jsonl(prompt_file: PromptFile) -> None:
         "train_accuracy": 0.75,
         "dev_accuracy": 0.625,
         "test_accuracy": None,
+        "perplexity": None,
         "target_lm": "tiny-llama",
         "task": asdict(prompt_file.task),
     }
@@ -96,7 +97,7 @@ def test_jsonl(prompt_file: PromptFile) -> None:
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "txt"])
 def test_no_candidates(prompt_file: PromptFile, fmt: str) -> None:
     empty = replace(prompt_file, candidates=[])
-    expected = {"jsonl": "", "txt": "", "csv": "rank,prompt,train_reward,train_accuracy,dev_accuracy,test_accuracy,target_lm\n"}
+    expected = {"jsonl": "", "txt": "", "csv": "rank,prompt,train_reward,train_accuracy,dev_accuracy,test_accuracy,perplexity,target_lm\n"}
     assert export_prompts(empty, fmt) == expected[fmt]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from rlprompt.artifact import PromptFile
@@ -40,6 +41,7 @@ def test_train_writes_a_complete_prompt_file(tiny_llama_dir, tmp_path) -> None:
     assert set(result.baselines) == {"dev", "test"}
     assert result.baselines["dev"]["manual"].prompt == "It was"
     assert (tmp_path / "run" / "policy.safetensors").is_file()
+    assert loaded.perplexity_lm == str(tiny_llama_dir) and loaded.perplexity == loaded.candidates[0].perplexity > 1.0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 7
 
 
@@ -88,3 +90,20 @@ def test_bad_config_is_rejected_before_any_work(tiny_llama_dir, tmp_path, overri
     with pytest.raises(RLPromptError, match=message):
         train(_config(tiny_llama_dir, tmp_path, **overrides), progress_bar=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_fluency_weight_enters_the_training_reward(tiny_llama_dir, tmp_path) -> None:
+    from rewards import GapReward
+    from rlprompt.models import load_model
+    from rlprompt.perplexity import mean_log_likelihood
+    from rlprompt.scoring import Scorer
+    from rlprompt.tasks import load_task
+
+    result = train(_config(tiny_llama_dir, tmp_path, fluency_weight=5.0, evaluate_test=False), progress_bar=False)
+    best = result.prompt_file.candidates[0]
+    lm = load_model(str(tiny_llama_dir))
+    task = load_task("demo")
+    gap = GapReward(Scorer(lm, task.template, task.verbalizers), task.train)([best.prompt]).rewards[0]
+    fluency = mean_log_likelihood(lm.model, lm.tokenizer, [best.prompt])[0]
+    assert best.train_reward == pytest.approx(gap + 5.0 * fluency, abs=1e-3)
+    assert best.perplexity == pytest.approx(float(np.exp(-fluency)), rel=1e-3)
