@@ -12,6 +12,7 @@ multiplied by the verbalizer rows of the output embedding, never the whole vocab
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -267,12 +268,32 @@ class Scorer:
         pairs = [self.encoder.encode(sentence, prompt) for prompt in prompts for sentence in sentences]
         sequences = [pair.prefix + pair.suffix for pair in pairs]
         outputs = []
-        for chunk in self._chunks([len(s) for s in sequences]):
-            ids, mask = right_pad([sequences[i] for i in chunk], self._pad_id)
-            logits = self.lm.model(input_ids=ids, attention_mask=mask).logits
-            mask_positions = torch.tensor([pairs[i].mask_index for i in chunk])
-            outputs.append(logits[torch.arange(len(chunk)), mask_positions][:, self.verbalizer_ids])
+        with _output_embeddings_removed(self.lm.model):
+            for chunk in self._chunks([len(s) for s in sequences]):
+                ids, mask = right_pad([sequences[i] for i in chunk], self._pad_id)
+                # With the vocabulary projection removed, the MLM head returns its transformed
+                # hidden states; only the mask position meets the verbalizer rows.
+                transformed = self.lm.model(input_ids=ids, attention_mask=mask).logits
+                mask_positions = torch.tensor([pairs[i].mask_index for i in chunk])
+                outputs.append(self._readout(transformed[torch.arange(len(chunk)), mask_positions]))
         return torch.cat(outputs)
+
+
+@contextmanager
+def _output_embeddings_removed(model):
+    """Temporarily replace the model's vocabulary projection by the identity."""
+    head = model.get_output_embeddings()
+    parent, name = next(
+        (module, child_name)
+        for module in model.modules()
+        for child_name, child in module.named_children()
+        if child is head
+    )
+    setattr(parent, name, torch.nn.Identity())
+    try:
+        yield
+    finally:
+        setattr(parent, name, head)
 
 
 @dataclass

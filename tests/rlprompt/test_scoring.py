@@ -111,3 +111,28 @@ def test_example_blocks_do_not_change_logits(tiny_llama) -> None:
     whole = Scorer(tiny_llama, template, VERBALIZERS).class_logits(PROMPTS, SENTENCES)
     blocked = Scorer(tiny_llama, template, VERBALIZERS, example_block=3).class_logits(PROMPTS, SENTENCES)
     torch.testing.assert_close(whole, blocked, atol=1e-4, rtol=0)
+
+
+def test_masked_readout_on_a_roberta_style_head(bpe_tokenizer) -> None:
+    """RoBERTa's LM head (dense, gelu, layer norm, decoder) reads out like a direct call, and is restored."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    from rlprompt.models import LoadedModel
+
+    torch.manual_seed(3)
+    config = RobertaConfig(
+        vocab_size=len(bpe_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=300, pad_token_id=bpe_tokenizer.pad_token_id,
+    )
+    model = RobertaForMaskedLM(config).eval().requires_grad_(False)
+    lm = LoadedModel("tiny-roberta", model, bpe_tokenizer, "masked")
+    template = Template("{sentence} {prompt} {mask} .")
+    head = model.get_output_embeddings()
+    logits = Scorer(lm, template, VERBALIZERS).class_logits(["It was"], SENTENCES[:2])
+    assert model.get_output_embeddings() is head
+    for e, sentence in enumerate(SENTENCES[:2]):
+        pair = TemplateEncoder(bpe_tokenizer, "masked", template).encode(sentence, "It was")
+        ids = list(pair.prefix + pair.suffix)
+        with torch.no_grad():
+            full = model(input_ids=torch.tensor([ids])).logits[0, pair.mask_index]
+        torch.testing.assert_close(logits[0, e], full[verbalizer_token_ids(bpe_tokenizer, VERBALIZERS)], atol=1e-4, rtol=0)
