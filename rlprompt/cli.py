@@ -125,7 +125,7 @@ def _eval(args: argparse.Namespace) -> int:
     from rlprompt.scoring import Scorer
     from rlprompt.tasks import load_task
 
-    resolve_dtype(args.dtype)  # a bad value fails before any loading
+    dtype = resolve_dtype(args.dtype)  # a bad value fails before any loading
     prompt_file = PromptFile.load(resolve_prompt_file(args.prompt))
     spec = prompt_file.task
     task_name = args.task or spec.name
@@ -138,7 +138,7 @@ def _eval(args: argparse.Namespace) -> int:
         manual_prompt=args.manual_prompt if args.manual_prompt is not None else spec.manual_prompt,
     )
     task.require(args.split)
-    lm = load_model(args.target_lm, resolve_dtype(args.dtype))
+    lm = load_model(args.target_lm, dtype)
     scorer = Scorer(lm, task.template, task.verbalizers)
     prompts = {"empty": "", "manual": task.manual_prompt, "learned": prompt_file.prompt}
     scores = dict(zip(prompts, score_prompts(scorer, list(prompts.values()), task.split(args.split))))

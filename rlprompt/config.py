@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rlprompt.errors import RLPromptError
+from rlprompt.models import resolve_dtype
 
 
 @dataclass
@@ -90,8 +91,7 @@ class TrainConfig:
             raise RLPromptError(f"unknown algo '{self.algo}'; valid: ppo, a2c")
         if self.reward not in ("gap", "accuracy"):
             raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
-        if self.dtype not in ("auto", "fp32", "bf16"):
-            raise RLPromptError(f"unknown dtype '{self.dtype}'; valid: auto, fp32, bf16")
+        resolve_dtype(self.dtype)
         if self.top_k < 1:
             raise RLPromptError(f"top_k must be >= 1, got {self.top_k}")
 

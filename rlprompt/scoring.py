@@ -146,9 +146,11 @@ class Scorer:
         model = lm.model
         head = model.get_output_embeddings()
         ids = torch.tensor(self.verbalizer_ids)
-        self._head_weight = head.weight.detach()[ids]
+        # The read-out runs in fp32 whatever the model's dtype: a handful of rows, and bf16
+        # rounding would flip close calls.
+        self._head_weight = head.weight.detach()[ids].float()
         bias = getattr(head, "bias", None)
-        self._head_bias = bias.detach()[ids] if bias is not None else None
+        self._head_bias = bias.detach()[ids].float() if bias is not None else None
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self._pad_id = pad_token_id(lm.tokenizer)
         self._prefix_states: dict[tuple[str, ...], _PrefixState] = {}
@@ -182,25 +184,12 @@ class Scorer:
     # -- read-out -------------------------------------------------------------------------
 
     def _readout(self, hidden: torch.Tensor) -> torch.Tensor:
-        # In fp32 whatever the model's dtype: a handful of rows, and bf16 rounding would flip close calls.
-        logits = hidden.float() @ self._head_weight.float().T
+        logits = hidden.float() @ self._head_weight.T
         if self._head_bias is not None:
-            logits = logits + self._head_bias.float()
+            logits = logits + self._head_bias
         if self._softcap:
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return logits
-
-    def _chunks(self, lengths: Sequence[int]) -> list[range]:
-        """Consecutive index ranges whose padded size stays under ``max_batch_tokens``."""
-        chunks, start, longest = [], 0, 0
-        for index, length in enumerate(lengths):
-            longest_if_added = max(longest, length)
-            if index > start and longest_if_added * (index - start + 1) > self.max_batch_tokens:
-                chunks.append(range(start, index))
-                start, longest_if_added = index, length
-            longest = longest_if_added
-        chunks.append(range(start, len(lengths)))
-        return chunks
 
     # -- causal, plain --------------------------------------------------------------------
 
@@ -211,7 +200,7 @@ class Scorer:
             for pair in (self.encoder.encode(sentence, prompt) for sentence in sentences)
         ]
         outputs = []
-        for chunk in self._chunks([len(s) for s in sequences]):
+        for chunk in token_bounded_chunks([len(s) for s in sequences], self.max_batch_tokens):
             ids, mask = left_pad([sequences[i] for i in chunk], self._pad_id)
             hidden = self.lm.model.base_model(
                 input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False
@@ -243,7 +232,7 @@ class Scorer:
         order = sorted(range(len(suffixes)), key=lambda i: int(state.lengths[example_of_pair[i]]))
         cost = [int(state.lengths[example_of_pair[i]]) + len(suffixes[i]) for i in order]
         logits = torch.empty(len(suffixes), self.num_classes)
-        for chunk in self._chunks(cost):
+        for chunk in token_bounded_chunks(cost, self.max_batch_tokens):
             pairs = [order[i] for i in chunk]
             rows = example_of_pair[pairs]
             hidden = state.last_hidden[rows].clone()
@@ -259,7 +248,7 @@ class Scorer:
                     input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
                 ).last_hidden_state
                 hidden[has_suffix] = out[:, -1]
-            logits[pairs] = self._readout(hidden).float()
+            logits[pairs] = self._readout(hidden)
         return logits
 
     # -- masked ---------------------------------------------------------------------------
@@ -269,7 +258,7 @@ class Scorer:
         sequences = [pair.prefix + pair.suffix for pair in pairs]
         outputs = []
         with _output_embeddings_removed(self.lm.model):
-            for chunk in self._chunks([len(s) for s in sequences]):
+            for chunk in token_bounded_chunks([len(s) for s in sequences], self.max_batch_tokens):
                 ids, mask = right_pad([sequences[i] for i in chunk], self._pad_id)
                 # With the vocabulary projection removed, the MLM head returns its transformed
                 # hidden states; only the mask position meets the verbalizer rows.
@@ -317,14 +306,8 @@ class _PrefixState:
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
         last_hidden = None
-        batches: list[list[int]] = []
-        for index in order:
-            batch = batches[-1] if batches else None
-            if batch is None or len(prefixes[index]) * (len(batch) + 1) > max_batch_tokens:
-                batches.append([index])
-            else:
-                batch.append(index)
-        for batch in batches:
+        for chunk in token_bounded_chunks([len(prefixes[i]) for i in order], max_batch_tokens):
+            batch = [order[i] for i in chunk]
             ids, batch_mask = left_pad([prefixes[i] for i in batch], pad_id)
             out = model.base_model(
                 input_ids=ids,
@@ -354,6 +337,19 @@ class _PrefixState:
 
         data = [(k[rows, :, -width:], v[rows, :, -width:]) for k, v in zip(self.keys, self.values)]
         return DynamicCache(ddp_cache_data=data, config=config)
+
+
+def token_bounded_chunks(lengths: Sequence[int], max_tokens: int) -> list[range]:
+    """Consecutive index ranges whose padded size (longest x count) stays under ``max_tokens``."""
+    chunks, start, longest = [], 0, 0
+    for index, length in enumerate(lengths):
+        longest_if_added = max(longest, length)
+        if index > start and longest_if_added * (index - start + 1) > max_tokens:
+            chunks.append(range(start, index))
+            start, longest_if_added = index, length
+        longest = longest_if_added
+    chunks.append(range(start, len(lengths)))
+    return chunks
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:

@@ -111,7 +111,9 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
 
     def prompt_file(ranked: list[Candidate], budget_steps: int, test_accuracy: float | None = None) -> PromptFile:
         best = ranked[0]
-        for candidate, value in zip(ranked, perplexity(backbone.model, backbone.tokenizer, [c.prompt for c in ranked])):
+        # Each candidate's perplexity is computed once, when it first reaches the file.
+        unmeasured = [c for c in ranked if c.perplexity is None]
+        for candidate, value in zip(unmeasured, perplexity(backbone.model, backbone.tokenizer, [c.prompt for c in unmeasured])):
             candidate.perplexity = round(float(value), 3)
         return PromptFile(
             prompt=best.prompt,
