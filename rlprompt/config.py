@@ -46,9 +46,14 @@ class TrainConfig:
     steps: int = 40
     """Training steps; each samples num_prompts prompts and updates the policy once."""
     algo: str = "ppo"
-    """RL algorithm from stable-baselines3: ppo or a2c."""
-    learning_rate: float = 2e-4
-    """Learning rate of the adapter and value head."""
+    """Search method: ppo or a2c (RL, from stable-baselines3), or random (uniform random search,
+    the baseline)."""
+    max_evaluations: int | None = None
+    """Stop once the training reward has scored this many distinct prompts (the target-LM
+    budget); default: run all steps."""
+    learning_rate: float = 5e-4
+    """Learning rate of the adapter and value head (2e-4 barely moves the policy within a few
+    hundred prompt evaluations; 1e-3 collapses it onto one prompt; see experiments/README.md)."""
     n_epochs: int = 4
     """PPO epochs over each batch of prompts."""
     ent_coef: float = 0.0
@@ -87,8 +92,10 @@ class TrainConfig:
             raise RLPromptError(f"num_prompts must be >= 2 (rewards are z-scored across the batch), got {self.num_prompts}")
         if self.steps < 1:
             raise RLPromptError(f"steps must be >= 1, got {self.steps}")
-        if self.algo not in ("ppo", "a2c"):
-            raise RLPromptError(f"unknown algo '{self.algo}'; valid: ppo, a2c")
+        if self.algo not in ("ppo", "a2c", "random"):
+            raise RLPromptError(f"unknown algo '{self.algo}'; valid: ppo, a2c, random")
+        if self.max_evaluations is not None and self.max_evaluations < 1:
+            raise RLPromptError(f"max_evaluations must be >= 1, got {self.max_evaluations}")
         if self.reward not in ("gap", "accuracy"):
             raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
         resolve_dtype(self.dtype)

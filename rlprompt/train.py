@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from envs.vec_env import PromptVecEnv
@@ -22,7 +23,7 @@ from rewards.cache import CachedReward
 from rewards.classification import AccuracyReward, GapReward
 from rewards.fluency import FluencyReward
 from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions, write_json_atomic
-from rlprompt.callbacks import TopKPromptCallback
+from rlprompt.callbacks import PromptSelector, TopKPromptCallback
 from rlprompt.config import TrainConfig
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import PromptScore, score_prompts
@@ -124,7 +125,7 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
             accuracy={"train": best.train_accuracy, "dev": best.dev_accuracy, "test": test_accuracy},
             budget={
                 "steps": budget_steps,
-                "prompts_sampled": callback.prompts_sampled,
+                "prompts_sampled": selector.prompts_sampled,
                 "prompt_evaluations": reward.evaluations,
                 "seconds": round(time.monotonic() - started, 1),
             },
@@ -138,25 +139,34 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "config.json", asdict(config))
     path = out_dir / "prompt.json"
-    callback = TopKPromptCallback(
+    selector = PromptSelector(
         config.top_k,
         dev_accuracy,
         lambda ranked: prompt_file(ranked, env_steps()).save(path),
+        evaluations=lambda: reward.evaluations,
     )
-    algorithm = _algorithm(config, env, backbone, vocab, out_dir)
-    env_steps = lambda: algorithm.num_timesteps // (config.num_prompts * config.prompt_length)  # noqa: E731
+    env_steps = lambda: selector.batches  # noqa: E731
     interrupted = False
     try:
-        algorithm.learn(total_timesteps=config.steps * config.num_prompts * config.prompt_length, callback=callback, progress_bar=progress_bar)
+        if config.algo == "random":
+            _random_search(config, env, selector, progress_bar)
+        else:
+            algorithm = _algorithm(config, env, backbone, vocab, out_dir)
+            algorithm.learn(
+                total_timesteps=config.steps * config.num_prompts * config.prompt_length,
+                callback=TopKPromptCallback(selector, config.max_evaluations),
+                progress_bar=progress_bar,
+            )
+            algorithm.policy.save_trainable(str(out_dir / "policy.safetensors"))
     except KeyboardInterrupt:
         interrupted = True
         logger.warning("interrupted: keeping the best prompt so far")
+    write_json_atomic(out_dir / "history.json", selector.history)
     logger.info(
         "reward cache: %d of %d sampled prompts were repeats (hit rate %.1f%%)",
         reward.hits, reward.lookups, 100 * reward.hit_rate,
     )
-    algorithm.policy.save_trainable(str(out_dir / "policy.safetensors"))
-    ranked = callback.ranked()
+    ranked = selector.ranked()
     if not ranked:
         raise RLPromptError("training stopped before any prompt was finished; nothing to save")
 
@@ -173,6 +183,21 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
         {split: {name: asdict(score) for name, score in scores.items()} for split, scores in baselines.items()},
     )
     return TrainResult(result_file, path, baselines, interrupted)
+
+
+def _random_search(config: TrainConfig, env: PromptVecEnv, selector: PromptSelector, progress_bar: bool) -> None:
+    """The baseline RL must beat: every token drawn uniformly from the same action vocabulary,
+    prompts scored and chosen exactly as in RL (same env, reward, cache and selector)."""
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(config.seed)
+    env.reset()
+    for _ in tqdm(range(config.steps), desc="random search", unit="step", disable=not progress_bar):
+        for _ in range(config.prompt_length):
+            _, _, _, infos = env.step(rng.integers(env.vocab.size, size=env.num_envs))
+        selector.add(infos)
+        if config.max_evaluations is not None and selector.evaluations() >= config.max_evaluations:
+            return
 
 
 def _algorithm(config: TrainConfig, env: PromptVecEnv, backbone: LoadedModel, vocab, out_dir: Path):

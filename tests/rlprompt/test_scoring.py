@@ -113,6 +113,18 @@ def test_example_blocks_do_not_change_logits(tiny_llama) -> None:
     torch.testing.assert_close(whole, blocked, atol=1e-4, rtol=0)
 
 
+def test_kept_prefixes_of_every_block_are_reused_across_calls(tiny_llama) -> None:
+    template = Template("{sentence} {prompt} {mask}")
+    whole = Scorer(tiny_llama, template, VERBALIZERS).class_logits(PROMPTS, SENTENCES)
+    scorer = Scorer(tiny_llama, template, VERBALIZERS, example_block=1, keep_all_prefixes=True)
+    first = scorer.class_logits(PROMPTS[:1], SENTENCES)
+    assert len(scorer._prefix_states) == len(SENTENCES), "one kept prefix state per block"
+    kept = list(scorer._prefix_states.values())
+    rest = scorer.class_logits(PROMPTS[1:], SENTENCES)
+    assert list(scorer._prefix_states.values()) == kept, "the second call reuses them"
+    torch.testing.assert_close(torch.cat([first, rest]), whole, atol=1e-4, rtol=0)
+
+
 def test_masked_readout_on_a_roberta_style_head(bpe_tokenizer) -> None:
     """RoBERTa's LM head (dense, gelu, layer norm, decoder) reads out like a direct call, and is restored."""
     from transformers import RobertaConfig, RobertaForMaskedLM

@@ -77,12 +77,36 @@ def test_ctrl_c_keeps_the_best_prompt_so_far(tiny_llama_dir, tmp_path, monkeypat
     assert set(result.baselines) == {"dev"}
 
 
+@pytest.mark.parametrize("algo", ["ppo", "random"])
+def test_training_stops_at_the_evaluation_budget_and_writes_its_history(tiny_llama_dir, tmp_path, algo) -> None:
+    result = train(_config(tiny_llama_dir, tmp_path, algo=algo, steps=20, max_evaluations=6, evaluate_test=False), progress_bar=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    spent = result.prompt_file.budget["prompt_evaluations"]
+    assert 6 <= spent < 6 + 4, "stops after the batch that reaches the budget"
+    assert history[-1]["evaluations"] == spent and len(history) == result.prompt_file.budget["steps"] < 20
+    assert history[-1]["best_dev_accuracy"] == result.prompt_file.accuracy["dev"]
+    assert [row["batch"] for row in history] == list(range(1, len(history) + 1))
+
+
+def test_random_search_is_seeded_and_draws_from_the_action_vocabulary(tiny_llama_dir, tmp_path) -> None:
+    first = train(_config(tiny_llama_dir, tmp_path, algo="random", run_name="a", evaluate_test=False), progress_bar=False).prompt_file
+    second = train(_config(tiny_llama_dir, tmp_path, algo="random", run_name="b", evaluate_test=False), progress_bar=False).prompt_file
+    assert [c.prompt for c in first.candidates] == [c.prompt for c in second.candidates]
+    assert not (tmp_path / "a" / "policy.safetensors").exists(), "random search has no policy to save"
+    from policies.vocab import build_vocabulary
+    from rlprompt.models import load_model
+
+    vocab = build_vocabulary(load_model(str(tiny_llama_dir)).tokenizer, "words")
+    assert all(set(c.token_ids) <= set(vocab.token_ids) for c in first.candidates)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         (dict(prompt_length=0), "prompt length must be an integer >= 1"),
         (dict(num_prompts=1), "num_prompts must be >= 2"),
-        (dict(algo="dqn"), "unknown algo 'dqn'; valid: ppo, a2c"),
+        (dict(algo="dqn"), "unknown algo 'dqn'; valid: ppo, a2c, random"),
+        (dict(max_evaluations=0), "max_evaluations must be >= 1, got 0"),
         (dict(reward="bleu"), "unknown reward 'bleu'; valid: gap, accuracy"),
     ],
 )

@@ -1,0 +1,88 @@
+"""The few-shot experiment harness, end to end on a tiny model and the built-in demo data."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from experiments import fewshot
+
+DEMO = Path(__file__).resolve().parents[2] / "rlprompt" / "data" / "demo_sentiment"
+
+
+@pytest.fixture
+def experiment(tmp_path, monkeypatch) -> fewshot.Experiment:
+    split = tmp_path / "data" / "sst-2" / "16-1"
+    split.mkdir(parents=True)
+    for name in ("train", "dev", "test"):
+        shutil.copy(DEMO / f"{name}.tsv", split / f"{name}.tsv")
+    # The tiny tokenizer has no single-token " negative"; the paper's label words stand in.
+    setup = fewshot.TaskSetup("Review: {sentence} {prompt}\nSentiment: {mask}", (" terrible", " great"), ("paper", "instruction"))
+    monkeypatch.setattr(fewshot, "TASKS", {"sst-2": setup})
+    return fewshot.Experiment(tmp_path / "data", tmp_path / "work", tmp_path / "results", budget=8, num_prompts=4)
+
+
+def test_runs_every_cell_once_with_equal_budgets_and_writes_the_report(experiment, tiny_llama_dir) -> None:
+    target = str(tiny_llama_dir)
+    cells = fewshot.plan([target], ["sst-2"], [1], {})
+    assert [c[3:] for c in cells] == [
+        ("paper", "empty"), ("paper", "manual"), ("paper", "rl"), ("paper", "random"),
+        ("instruction", "empty"), ("instruction", "rl"), ("instruction", "random"),
+    ]
+    assert len(experiment.run(cells)) == 7
+    assert experiment.run(cells) == [], "finished cells are skipped on a re-run"
+
+    results = experiment.finished()
+    for template in ("paper", "instruction"):
+        rl = results[(target, "sst-2", 1, template, "rl")]
+        random = results[(target, "sst-2", 1, template, "random")]
+        assert 8 <= rl.prompt_evaluations < 8 + 4
+        assert rl.prompt_evaluations <= random.prompt_evaluations < rl.prompt_evaluations + 4
+        assert rl.run_dir and (experiment.work_dir / rl.run_dir / "history.json").is_file()
+    empty = results[(target, "sst-2", 1, "paper", "empty")]
+    assert empty.prompt == "" and empty.test_examples == 240 and empty.prompt_evaluations == 0
+    assert results[(target, "sst-2", 1, "paper", "manual")].prompt == "It was"
+
+    curves = experiment.curves()
+    rl_cell = fewshot.cell_id((target, "sst-2", 1, "paper", "rl"))
+    assert [int(row["evaluations"]) for row in curves if row["cell"] == rl_cell][-1] == results[(target, "sst-2", 1, "paper", "rl")].prompt_evaluations
+
+    fewshot.plot_curves(results, curves, experiment.results)
+    markdown = fewshot.report(results, curves, experiment.results, 8).read_text()
+    plot = fewshot.curves_path(experiment.results, target)
+    assert plot.is_file() and f"]({plot.name})" in markdown
+    rl_test = results[(target, "sst-2", 1, "paper", "rl")].test_accuracy
+    assert f"| RL (PPO), paper template | {100 * rl_test:.1f} (0.0) |" in markdown
+    assert "| RLPrompt | 92.5 | 80.2 | 41.4 |" in markdown
+
+
+def test_a_crash_mid_cell_loses_only_that_cell(experiment, tiny_llama_dir, monkeypatch) -> None:
+    target = str(tiny_llama_dir)
+    cells = fewshot.plan([target], ["sst-2"], [1], {})[:3]
+    original = experiment.run_cell
+
+    def crash_on_rl(key, done):
+        if key[4] == "rl":
+            raise KeyboardInterrupt
+        return original(key, done)
+
+    monkeypatch.setattr(experiment, "run_cell", crash_on_rl)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(cells)
+    with experiment.csv_path.open() as handle:
+        assert [row["method"] for row in csv.DictReader(handle)] == ["empty", "manual"]
+
+
+def test_random_search_needs_the_rl_budget_first(experiment, tiny_llama_dir) -> None:
+    with pytest.raises(SystemExit, match="needs the RL cell of the same split first"):
+        experiment.run([(str(tiny_llama_dir), "sst-2", 1, "paper", "random")])
+
+
+def test_check_re_runs_a_cell_and_finds_the_same_prompt(experiment, tiny_llama_dir, capsys) -> None:
+    target = str(tiny_llama_dir)
+    experiment.run([(target, "sst-2", 1, "paper", "rl")])
+    assert fewshot._check(experiment, f"{target}/sst-2/1/paper/rl") == 0
+    assert "same prompt" in capsys.readouterr().out

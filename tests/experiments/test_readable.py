@@ -1,0 +1,37 @@
+"""The readable-prompts experiment, end to end on two tiny models and the built-in demo data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from experiments import fewshot, readable
+
+DEMO = Path(__file__).resolve().parents[2] / "rlprompt" / "data" / "demo_sentiment"
+
+
+def test_learns_every_setting_scores_it_on_the_other_model_and_reports(tmp_path, tiny_llama_dir, tiny_gpt2_dir) -> None:
+    split = tmp_path / "data" / "sst-2" / "16-1"
+    split.mkdir(parents=True)
+    for name in ("train", "dev", "test"):
+        shutil.copy(DEMO / f"{name}.tsv", split / f"{name}.tsv")
+    source, other = str(tiny_llama_dir), str(tiny_gpt2_dir)
+    experiment = fewshot.Experiment(tmp_path / "data", tmp_path / "work", tmp_path / "results", budget=8, num_prompts=4)
+    experiment.run(readable.plan([1], source, other))
+    results = experiment.finished()
+
+    learned = {method: results[(source, "sst-2", 1, "paper", method)] for method in fewshot.RL_SETTINGS}
+    for method, cell in learned.items():
+        moved = results[(other, "sst-2", 1, "paper", f"{method}@{source}")]
+        assert moved.prompt == cell.prompt and moved.perplexity == cell.perplexity > 1.0
+    configs = {m: (experiment.work_dir / c.run_dir / "config.json").read_text() for m, c in learned.items()}
+    assert '"vocabulary": "all"' in configs["rl-all"] and '"fluency_weight": 5.0' in configs["rl-all-fluency"]
+    assert '"vocabulary": "words"' in configs["rl"] and '"fluency_weight": 0.0' in configs["rl"]
+
+    markdown = readable.report(results, [1], experiment.results, 8, source, other).read_text()
+    assert (experiment.results / "readable_transfer.png").is_file()
+    words = learned["rl"]
+    empty = results[(source, "sst-2", 1, "paper", "empty")]
+    assert f"| words | {words.perplexity:,.0f} | {100 * words.test_accuracy:.1f} (0.0) |" in markdown
+    assert f"| words | 1 | `{words.prompt!r}` |" in markdown
+    assert f"{source} {100 * empty.test_accuracy:.1f}%" in markdown
