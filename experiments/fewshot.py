@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from rlprompt.config import TrainConfig
 from rlprompt.evaluation import score_prompts
@@ -126,17 +126,38 @@ def cell_id(key: tuple[str, str, int, str, str]) -> str:
 
 
 class Experiment:
-    """Runs cells, keeps the finished ones on disk and reuses what is shared between cells."""
+    """Runs cells, keeps the finished ones on disk and reuses what is shared between cells.
 
-    def __init__(self, data_root: Path, work_dir: Path, results: Path, budget: int, num_prompts: int) -> None:
+    Args:
+        data_root: Folder of the 16-shot splits (``<task>/16-<seed>/``).
+        work_dir: Run folders and the test-score cache.
+        results: Where ``<name>.csv`` and ``<name>_curves.csv`` go.
+        budget: Distinct prompt evaluations of an RL cell.
+        num_prompts: Prompts per batch.
+        name: Stem of this experiment's files.
+        shared: Other experiments' result CSVs whose cells count as finished here (read only,
+            so two experiments can run at once without writing the same file).
+    """
+
+    def __init__(
+        self,
+        data_root: Path,
+        work_dir: Path,
+        results: Path,
+        budget: int,
+        num_prompts: int,
+        name: str = "fewshot",
+        shared: Sequence[Path] = (),
+    ) -> None:
         self.data_root = data_root
         self.work_dir = work_dir
         self.results = results
         self.budget = budget
         self.num_prompts = num_prompts
-        self.csv_path = results / "fewshot.csv"
-        self.curves_path = results / "fewshot_curves.csv"
-        self.test_cache_path = work_dir / "test_scores.json"
+        self.csv_path = results / f"{name}.csv"
+        self.curves_path = results / f"{name}_curves.csv"
+        self.shared = list(shared)
+        self.test_cache_path = work_dir / f"test_scores_{name}.json"
         self._models: dict[str, LoadedModel] = {}
         self._test_scorer: tuple[str, Scorer] | None = None
         self._test_cache: dict[str, float] = json.loads(self.test_cache_path.read_text()) if self.test_cache_path.exists() else {}
@@ -157,17 +178,24 @@ class Experiment:
         return self._models[name]
 
     # --- results on disk ----------------------------------------------------------------------
-    def finished(self) -> dict[tuple, CellResult]:
-        if not self.csv_path.exists():
-            return {}
-        with self.csv_path.open(newline="") as handle:
-            rows = [_parse_row(row) for row in csv.DictReader(handle)]
+    def finished(self, own_only: bool = False) -> dict[tuple, CellResult]:
+        """Finished cells: this experiment's, then (unless ``own_only``) the shared CSVs'."""
+        rows = []
+        for path in [self.csv_path] if own_only else [*self.shared, self.csv_path]:
+            if path.exists():
+                with path.open(newline="") as handle:
+                    rows += [_parse_row(row) for row in csv.DictReader(handle)]
+        for row in rows:
+            # Rows written before the perplexity column existed: their prompt file has it.
+            prompt_file = self.work_dir / row.run_dir / "prompt.json"
+            if row.perplexity is None and row.run_dir and prompt_file.exists():
+                row.perplexity = json.loads(prompt_file.read_text())["perplexity"]
         return {row.key: row for row in rows}
 
     def curves(self) -> list[dict]:
         if not self.curves_path.exists():
             return []
-        finished = {cell_id(key) for key in self.finished()}
+        finished = {cell_id(key) for key in self.finished(own_only=True)}
         with self.curves_path.open(newline="") as handle:
             # Curve rows of a cell that crashed before its result row are ignored.
             return [row for row in csv.DictReader(handle) if row["cell"] in finished]
@@ -192,11 +220,12 @@ class Experiment:
             writer.writerows(rows)
 
     # --- running cells ------------------------------------------------------------------------
-    def run(self, cells: list[tuple[str, str, int, str, str]], rerun: bool = False) -> list[CellResult]:
+    def run(self, cells: list[tuple[str, str, int, str, str]]) -> list[CellResult]:
+        """Run the cells not finished yet, each saved before the next starts; returns those run."""
         done = self.finished()
         out = []
         for key in cells:
-            if key in done and not rerun:
+            if key in done:
                 continue
             started = time.monotonic()
             logger.info("cell %s: starting", cell_id(key))
@@ -207,9 +236,6 @@ class Experiment:
                 cell_id(key), result.prompt, 100 * result.dev_accuracy, 100 * result.test_accuracy,
                 result.prompt_evaluations, result.seconds,
             )
-            if rerun:
-                out.append(result)
-                continue
             history = self.work_dir / result.run_dir / "history.json" if result.run_dir else None
             if history and history.exists():
                 curve = [
@@ -227,20 +253,12 @@ class Experiment:
         task = self.task(task_name, seed, template)
         # Sorted by length, the kept prefix blocks carry little padding (accuracy ignores order).
         test = sorted(task.test[:: TEST_STRIDE.get(task_name, 1)], key=lambda example: len(example.text))
-        if method in ("empty", "manual"):
-            prompt = "" if method == "empty" else task.manual_prompt
-            scorer = Scorer(self.model(target), task.template, task.verbalizers)
-            dev = score_prompts(scorer, [prompt], task.dev)[0].accuracy
-            return CellResult(*key, prompt, None, dev, self.test_accuracy(target, task, test, prompt), len(test), 0, 0, 0, 0.0, "")
-        if TRANSFER in method:
-            source_method, source_target = method.split(TRANSFER)
-            source = done.get((source_target, task_name, seed, template, source_method))
-            if source is None:
-                raise SystemExit(f"cell {cell_id(key)} needs the cell {cell_id((source_target, task_name, seed, template, source_method))} first")
-            scorer = Scorer(self.model(target), task.template, task.verbalizers)
-            dev = score_prompts(scorer, [source.prompt], task.dev)[0].accuracy
-            test_accuracy = self.test_accuracy(target, task, test, source.prompt)
-            return CellResult(*key, source.prompt, None, dev, test_accuracy, len(test), 0, 0, 0, 0.0, "", source.perplexity)
+        fixed = self._fixed_prompt(key, task, done)
+        if fixed is not None:
+            prompt, perplexity = fixed
+            dev = score_prompts(Scorer(self.model(target), task.template, task.verbalizers), [prompt], task.dev)[0].accuracy
+            test_accuracy = self.test_accuracy(target, task, test, prompt)
+            return CellResult(*key, prompt, None, dev, test_accuracy, len(test), 0, 0, 0, 0.0, "", perplexity)
         run_name = "-".join(str(part) for part in key)
         settings: dict[str, object] = {}
         if method in RL_SETTINGS:
@@ -287,6 +305,19 @@ class Experiment:
             run_name,
             best.perplexity,
         )
+
+    def _fixed_prompt(self, key: tuple, task: Task, done: dict[tuple, CellResult]) -> tuple[str, float | None] | None:
+        """The prompt of a cell that searches nothing (and its perplexity, if known); None for search cells."""
+        target, task_name, seed, template, method = key
+        if method in ("empty", "manual"):
+            return ("" if method == "empty" else task.manual_prompt), None
+        if TRANSFER not in method:
+            return None
+        source_method, source_target = method.split(TRANSFER)
+        source_key = (source_target, task_name, seed, template, source_method)
+        if source_key not in done:
+            raise SystemExit(f"cell {cell_id(key)} needs the cell {cell_id(source_key)} first")
+        return done[source_key].prompt, done[source_key].perplexity
 
     def test_accuracy(self, target: str, task: Task, test: list, prompt: str) -> float:
         """Test accuracy, computed once per (model, template, verbalizers, test set, prompt): the

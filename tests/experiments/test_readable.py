@@ -16,8 +16,15 @@ def test_learns_every_setting_scores_it_on_the_other_model_and_reports(tmp_path,
     for name in ("train", "dev", "test"):
         shutil.copy(DEMO / f"{name}.tsv", split / f"{name}.tsv")
     source, other = str(tiny_llama_dir), str(tiny_gpt2_dir)
-    experiment = fewshot.Experiment(tmp_path / "data", tmp_path / "work", tmp_path / "results", budget=8, num_prompts=4)
-    experiment.run(readable.plan([1], source, other))
+    results_dir = tmp_path / "results"
+    first = fewshot.Experiment(tmp_path / "data", tmp_path / "work", results_dir, budget=8, num_prompts=4)
+    first.run([(source, "sst-2", 1, "paper", "rl")])
+    experiment = fewshot.Experiment(
+        tmp_path / "data", tmp_path / "work", results_dir, budget=8, num_prompts=4, name="readable", shared=[first.csv_path]
+    )
+    ran = experiment.run(readable.plan([1], source, other))
+    assert "rl" not in [cell.method for cell in ran if cell.target == source], "the few-shot experiment's cell is reused"
+    assert (results_dir / "readable.csv").is_file()
     results = experiment.finished()
 
     learned = {method: results[(source, "sst-2", 1, "paper", method)] for method in fewshot.RL_SETTINGS}
