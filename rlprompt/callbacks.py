@@ -63,6 +63,10 @@ class PromptSelector:
         others = sorted((c for c in self.candidates.values() if c is not self.best), key=self._merit, reverse=True)
         return ([self.best] if self.best else []) + others
 
+    def budget_spent(self, max_evaluations: int | None) -> bool:
+        """Whether the training reward has scored ``max_evaluations`` distinct prompts (None: never)."""
+        return max_evaluations is not None and self.evaluations() >= max_evaluations
+
     def add(self, infos: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Take one batch of env infos; returns the finished prompts' infos (empty if none)."""
         finished = [info for info in infos if "prompt" in info]
@@ -142,4 +146,4 @@ class TopKPromptCallback(BaseCallback):
             "step %d: train reward mean %.2f max %.2f, train accuracy %.3f, %d distinct prompts",
             self.selector.batches, raw.mean(), raw.max(), accuracy.mean(), distinct,
         )
-        return self.max_evaluations is None or self.selector.evaluations() < self.max_evaluations
+        return not self.selector.budget_spent(self.max_evaluations)

@@ -147,20 +147,21 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
     )
     env_steps = lambda: selector.batches  # noqa: E731
     interrupted = False
+    algorithm = None if config.algo == "random" else _algorithm(config, env, backbone, vocab, out_dir)
     try:
-        if config.algo == "random":
+        if algorithm is None:
             _random_search(config, env, selector, progress_bar)
         else:
-            algorithm = _algorithm(config, env, backbone, vocab, out_dir)
             algorithm.learn(
                 total_timesteps=config.steps * config.num_prompts * config.prompt_length,
                 callback=TopKPromptCallback(selector, config.max_evaluations),
                 progress_bar=progress_bar,
             )
-            algorithm.policy.save_trainable(str(out_dir / "policy.safetensors"))
     except KeyboardInterrupt:
         interrupted = True
         logger.warning("interrupted: keeping the best prompt so far")
+    if algorithm is not None:
+        algorithm.policy.save_trainable(str(out_dir / "policy.safetensors"))
     write_json_atomic(out_dir / "history.json", selector.history)
     logger.info(
         "reward cache: %d of %d sampled prompts were repeats (hit rate %.1f%%)",
@@ -196,7 +197,7 @@ def _random_search(config: TrainConfig, env: PromptVecEnv, selector: PromptSelec
         for _ in range(config.prompt_length):
             _, _, _, infos = env.step(rng.integers(env.vocab.size, size=env.num_envs))
         selector.add(infos)
-        if config.max_evaluations is not None and selector.evaluations() >= config.max_evaluations:
+        if selector.budget_spent(config.max_evaluations):
             return
 
 

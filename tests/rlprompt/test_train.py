@@ -75,6 +75,7 @@ def test_ctrl_c_keeps_the_best_prompt_so_far(tiny_llama_dir, tmp_path, monkeypat
     assert saved.prompt == result.prompt_file.prompt
     assert saved.budget["prompts_sampled"] == 8
     assert set(result.baselines) == {"dev"}
+    assert (tmp_path / "run" / "policy.safetensors").is_file(), "the policy is saved after Ctrl-C too"
 
 
 @pytest.mark.parametrize("algo", ["ppo", "random"])
