@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -35,9 +36,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from rlprompt.config import TrainConfig
-from rlprompt.evaluation import score_prompts
+from rlprompt.evaluation import score_prompts, task_scorer
 from rlprompt.models import LoadedModel, load_model, resolve_dtype
-from rlprompt.scoring import Scorer
+from rlprompt.scoring import Scorer, calibrated
 from rlprompt.tasks import Task, load_task
 from rlprompt.train import train
 
@@ -59,6 +60,9 @@ RL_SETTINGS: dict[str, dict[str, object]] = {
 """RL methods: the default config, and the readable-prompt settings (experiments.readable)."""
 TRANSFER = "@"
 """``rl-all@smollm2-135m`` in a cell's method: that source cell's prompt, scored on this cell's target."""
+CALIBRATED = "+calibrated"
+"""``paper+calibrated`` as a cell's template: the paper template, every prompt of the cell (the
+RL reward, dev and test) scored with ``train-mean`` calibration on the split's train inputs."""
 TEST_STRIDE = {"agnews": 4}
 """AG News's 7,600 test sentences cost about 100 s per prompt here; every 4th (1,900, all four
 classes) is the fixed subset every method is scored on. Other tasks use the whole test file."""
@@ -164,6 +168,7 @@ class Experiment:
 
     # --- inputs -------------------------------------------------------------------------------
     def task(self, task: str, seed: int, template: str) -> Task:
+        template = template.removesuffix(CALIBRATED)
         data = self.data_root / task / f"16-{seed}"
         if not data.is_dir():
             raise SystemExit(f"no 16-shot split at {data}; expected ../shared/data/16-shot/<task>/16-<seed>")
@@ -251,13 +256,14 @@ class Experiment:
     def run_cell(self, key: tuple[str, str, int, str, str], done: dict[tuple, CellResult]) -> CellResult:
         target, task_name, seed, template, method = key
         task = self.task(task_name, seed, template)
+        calibration = calibration_of(template)
         # Sorted by length, the kept prefix blocks carry little padding (accuracy ignores order).
         test = sorted(task.test[:: TEST_STRIDE.get(task_name, 1)], key=lambda example: len(example.text))
         fixed = self._fixed_prompt(key, task, done)
         if fixed is not None:
             prompt, perplexity = fixed
-            dev = score_prompts(Scorer(self.model(target), task.template, task.verbalizers), [prompt], task.dev)[0].accuracy
-            test_accuracy = self.test_accuracy(target, task, test, prompt)
+            dev = score_prompts(task_scorer(self.model(target), task, calibration), [prompt], task.dev)[0].accuracy
+            test_accuracy = self.test_accuracy(target, task, test, prompt, calibration)
             return CellResult(*key, prompt, None, dev, test_accuracy, len(test), 0, 0, 0, 0.0, "", perplexity)
         run_name = "-".join(str(part) for part in key)
         settings: dict[str, object] = {}
@@ -287,6 +293,7 @@ class Experiment:
             run_name=run_name,
             runs_dir=str(self.work_dir),
             evaluate_test=False,
+            calibration=calibration,
             **settings,  # type: ignore[arg-type]
         )
         result = train(config, progress_bar=sys.stderr.isatty())
@@ -296,7 +303,7 @@ class Experiment:
             best.prompt,
             best.accuracy["train"],
             best.accuracy["dev"],
-            self.test_accuracy(target, task, test, best.prompt),
+            self.test_accuracy(target, task, test, best.prompt, calibration),
             len(test),
             int(best.budget["prompt_evaluations"]),
             int(best.budget["prompts_sampled"]),
@@ -319,13 +326,17 @@ class Experiment:
             raise SystemExit(f"cell {cell_id(key)} needs the cell {cell_id(source_key)} first")
         return done[source_key].prompt, done[source_key].perplexity
 
-    def test_accuracy(self, target: str, task: Task, test: list, prompt: str) -> float:
+    def test_accuracy(self, target: str, task: Task, test: list, prompt: str, calibration: str = "none") -> float:
         """Test accuracy, computed once per (model, template, verbalizers, test set, prompt): the
-        test file is the same for every seed, so the empty and manual prompts are scored once."""
+        test file is the same for every seed, so the empty and manual prompts are scored once.
+        A calibrated score also depends on the split's train inputs, so it is kept per split."""
         setting = json.dumps([target, task.name, task.template.text, list(task.verbalizers), len(test)])
-        key = json.dumps([setting, prompt])
+        reference = [example.text for example in task.train] if calibration != "none" else []
+        split_digest = hashlib.sha256(json.dumps(reference).encode()).hexdigest()[:16]
+        key = json.dumps([setting, prompt] + ([calibration, split_digest] if reference else []))
         if key not in self._test_cache:
-            self._test_cache[key] = score_prompts(self._scorer_for_test(setting, target, task), [prompt], test)[0].accuracy
+            scorer = calibrated(self._scorer_for_test(setting, target, task), calibration, reference)
+            self._test_cache[key] = score_prompts(scorer, [prompt], test)[0].accuracy
             self.test_cache_path.parent.mkdir(parents=True, exist_ok=True)
             self.test_cache_path.write_text(json.dumps(self._test_cache, indent=1))
         return self._test_cache[key]
@@ -339,6 +350,11 @@ class Experiment:
             scorer = Scorer(self.model(target), task.template, task.verbalizers, keep_all_prefixes=True)
             self._test_scorer = (setting, scorer)
         return self._test_scorer[1]
+
+
+def calibration_of(template: str) -> str:
+    """The calibration a cell's template names (see :data:`CALIBRATED`)."""
+    return "train-mean" if template.endswith(CALIBRATED) else "none"
 
 
 def _parse_row(row: dict[str, str]) -> CellResult:

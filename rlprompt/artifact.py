@@ -30,6 +30,9 @@ class TaskSpec:
     verbalizers: list[str]
     label_names: list[str]
     manual_prompt: str = ""
+    calibration: str = "none"
+    """``none``, or ``train-mean``: subtract the prompt's mean verbalizer logits over unlabelled
+    train inputs before the argmax (see ``rlprompt.scoring.CalibratedScorer``)."""
 
 
 @dataclass
@@ -111,7 +114,12 @@ class PromptFile:
             verbalizers=check.list_of(task, "verbalizers", str, "task."),
             label_names=check.list_of(task, "label_names", str, "task."),
             manual_prompt=check.field(task, "manual_prompt", str, "task.", default=""),
+            calibration=check.field(task, "calibration", str, "task.", default="none"),
         )
+        from rlprompt.scoring import CALIBRATIONS
+
+        if spec.calibration not in CALIBRATIONS:
+            raise RLPromptError(f"{source}: field 'task.calibration' is '{spec.calibration}'; valid: {', '.join(CALIBRATIONS)}")
         if len(spec.verbalizers) != len(spec.label_names):
             raise RLPromptError(f"{source}: field 'task.verbalizers' has {len(spec.verbalizers)} entries but 'task.label_names' has {len(spec.label_names)}")
         from rlprompt.template import Template

@@ -119,10 +119,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from rlprompt.artifact import PromptFile, write_json_atomic
-    from rlprompt.evaluation import format_table, score_prompts
+    from rlprompt.evaluation import calibration_splits, format_table, score_prompts, task_scorer
     from rlprompt.export import resolve_prompt_file
     from rlprompt.models import load_model, resolve_dtype
-    from rlprompt.scoring import Scorer
     from rlprompt.tasks import load_task
 
     dtype = resolve_dtype(args.dtype)  # a bad value fails before any loading
@@ -137,14 +136,15 @@ def _eval(args: argparse.Namespace) -> int:
         label_names=spec.label_names if not args.verbalizers else None,
         manual_prompt=args.manual_prompt if args.manual_prompt is not None else spec.manual_prompt,
     )
-    task.require(args.split)
+    task.require(args.split, *calibration_splits(spec.calibration))
     lm = load_model(args.target_lm, dtype)
-    scorer = Scorer(lm, task.template, task.verbalizers)
+    scorer = task_scorer(lm, task, spec.calibration)
     prompts = {"empty": "", "manual": task.manual_prompt, "learned": prompt_file.prompt}
     scores = dict(zip(prompts, score_prompts(scorer, list(prompts.values()), task.split(args.split))))
     headers = ["prompt", "text", "accuracy", *[f"acc[{n}]" for n in task.label_names]]
     rows = [[name, repr(s.prompt), s.accuracy, *s.per_class_accuracy] for name, s in scores.items()]
-    print(f"{task.name} {args.split} ({len(task.split(args.split))} examples) on {lm.name}, template {task.template.text!r}")
+    calibration = f", calibration {spec.calibration}" if spec.calibration != "none" else ""
+    print(f"{task.name} {args.split} ({len(task.split(args.split))} examples) on {lm.name}, template {task.template.text!r}{calibration}")
     print(format_table(headers, rows))
     if args.output:
         write_json_atomic(Path(args.output), {

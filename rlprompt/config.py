@@ -10,6 +10,7 @@ from typing import Any
 
 from rlprompt.errors import RLPromptError
 from rlprompt.models import resolve_dtype
+from rlprompt.scoring import CALIBRATIONS
 
 
 @dataclass
@@ -68,6 +69,10 @@ class TrainConfig:
     """Gap reward scale when it loses."""
     fluency_weight: float = 0.0
     """Weight of the fluency term: the prompt's mean token log-likelihood under the policy backbone."""
+    calibration: str = "none"
+    """Class-logit calibration: none, or train-mean (each prompt's mean logits over the train
+    inputs are subtracted, so a prompt is rewarded for ordering inputs, not for shifting the
+    model's label bias; the prompt file records it and evaluation applies it too)."""
     top_k: int = 8
     """Distinct prompts kept by training reward and scored on dev; the best on dev is the result."""
     seed: int = 0
@@ -98,6 +103,8 @@ class TrainConfig:
             raise RLPromptError(f"max_evaluations must be >= 1, got {self.max_evaluations}")
         if self.reward not in ("gap", "accuracy"):
             raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
+        if self.calibration not in CALIBRATIONS:
+            raise RLPromptError(f"unknown calibration '{self.calibration}'; valid: {', '.join(CALIBRATIONS)}")
         resolve_dtype(self.dtype)
         if self.top_k < 1:
             raise RLPromptError(f"top_k must be >= 1, got {self.top_k}")

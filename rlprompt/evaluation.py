@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from rlprompt.scoring import Scorer
-from rlprompt.tasks import Example
+from rlprompt.errors import RLPromptError
+from rlprompt.models import LoadedModel
+from rlprompt.scoring import CalibratedScorer, Scorer, calibrated
+from rlprompt.tasks import Example, Task
 
 
 @dataclass
@@ -18,7 +20,32 @@ class PromptScore:
     per_class_accuracy: list[float]
 
 
-def score_prompts(scorer: Scorer, prompts: Sequence[str], examples: Sequence[Example]) -> list[PromptScore]:
+def task_scorer(lm: LoadedModel, task: Task, calibration: str = "none", **options) -> Scorer | CalibratedScorer:
+    """The scorer of ``task`` on ``lm``, calibrated on the task's train inputs if asked.
+
+    Args:
+        lm: The model to score with.
+        task: Its template and verbalizers; its train split is the calibration set.
+        calibration: ``none`` or ``train-mean`` (see :class:`rlprompt.scoring.CalibratedScorer`).
+        **options: Passed to :class:`rlprompt.scoring.Scorer`.
+
+    Raises:
+        RLPromptError: On an unknown calibration, or a calibrated scorer for a task without train data.
+    """
+    scorer = Scorer(lm, task.template, task.verbalizers, **options)
+    if calibration_splits(calibration) and not task.train:
+        raise RLPromptError(
+            f"calibration '{calibration}' averages over the task's train inputs, but task '{task.name}' has none; provide a train file"
+        )
+    return calibrated(scorer, calibration, [example.text for example in task.train])
+
+
+def calibration_splits(calibration: str) -> tuple[str, ...]:
+    """The task splits a calibration reads besides the one being scored."""
+    return ("train",) if calibration != "none" else ()
+
+
+def score_prompts(scorer: Scorer | CalibratedScorer, prompts: Sequence[str], examples: Sequence[Example]) -> list[PromptScore]:
     """Accuracy (overall and per gold class) of each prompt, through ``evaluate``."""
     from rlprompt.metrics import accuracy
 

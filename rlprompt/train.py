@@ -26,10 +26,9 @@ from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions,
 from rlprompt.callbacks import PromptSelector, TopKPromptCallback
 from rlprompt.config import TrainConfig
 from rlprompt.errors import RLPromptError
-from rlprompt.evaluation import PromptScore, score_prompts
+from rlprompt.evaluation import PromptScore, score_prompts, task_scorer
 from rlprompt.models import LoadedModel, load_model, resolve_dtype
 from rlprompt.perplexity import perplexity, start_token_id
-from rlprompt.scoring import Scorer
 from rlprompt.tasks import Task, load_task
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
     task = load_config_task(config)
     task.require("train", "dev")
     target = load_model(config.target_lm, resolve_dtype(config.dtype))
-    scorer = Scorer(target, task.template, task.verbalizers, max_batch_tokens=config.max_batch_tokens)
+    scorer = task_scorer(target, task, config.calibration, max_batch_tokens=config.max_batch_tokens)
     backbone = _policy_backbone(config, target)
     vocab = build_vocabulary(backbone.tokenizer, config.vocabulary, backbone.model)
 
@@ -121,7 +120,7 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
             token_ids=best.token_ids,
             tokenizer=backbone.name,
             target_lm=target.name,
-            task=TaskSpec(task.name, task.template.text, task.verbalizers, task.label_names, task.manual_prompt),
+            task=TaskSpec(task.name, task.template.text, task.verbalizers, task.label_names, task.manual_prompt, config.calibration),
             accuracy={"train": best.train_accuracy, "dev": best.dev_accuracy, "test": test_accuracy},
             budget={
                 "steps": budget_steps,

@@ -1,8 +1,9 @@
 """Transfer matrix: every prompt scored on every model, as a table and a heatmap.
 
 Each prompt is text, re-tokenized for each model's tokenizer, and scored with its own prompt
-file's template and verbalizers. The empty and manual prompts come as reference rows; the cell
-of the model a prompt was learned on (its diagonal) is marked.
+file's template and verbalizers (and calibration, on each model's own logits). The empty and
+manual prompts come as reference rows; the cell of the model a prompt was learned on (its
+diagonal) is marked.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from typing import Sequence
 
 from rlprompt.artifact import PromptFile, write_json_atomic
 from rlprompt.errors import RLPromptError
-from rlprompt.evaluation import score_prompts
+from rlprompt.evaluation import calibration_splits, score_prompts, task_scorer
 from rlprompt.models import load_model
-from rlprompt.scoring import Scorer
 from rlprompt.tasks import Task, load_task
 
 
@@ -53,18 +53,22 @@ def transfer_matrix(
     if not target_lms:
         raise RLPromptError("transfer needs at least one target model")
     reference = prompt_files[0].task
+    calibrations = sorted({p.task.calibration for p in prompt_files})
+    if len(calibrations) > 1:
+        # The empty and manual rows are scored one way; mixed files would make them ambiguous.
+        raise RLPromptError(f"the prompt files mix calibrations ({', '.join(calibrations)}); transfer each kind separately")
     tasks = [_task(p, task_name or reference.name, data) for p in prompt_files]
     for task in tasks:
-        task.require(split)
+        task.require(split, *calibration_splits(reference.calibration))
     rows = [TransferRow("empty", "", None), TransferRow("manual", tasks[0].manual_prompt, None)]
     rows += [TransferRow(label, p.prompt, p.target_lm) for label, p in zip(labels, prompt_files)]
     for spec in target_lms:
         lm = load_model(spec)
-        reference_scores = score_prompts(_scorer(lm, tasks[0]), ["", tasks[0].manual_prompt], tasks[0].split(split))
+        reference_scores = score_prompts(task_scorer(lm, tasks[0], reference.calibration), ["", tasks[0].manual_prompt], tasks[0].split(split))
         for row, score in zip(rows[:2], reference_scores):
             row.accuracy[spec] = score.accuracy
         for row, task in zip(rows[2:], tasks):
-            row.accuracy[spec] = score_prompts(_scorer(lm, task), [row.prompt], task.split(split))[0].accuracy
+            row.accuracy[spec] = score_prompts(task_scorer(lm, task, reference.calibration), [row.prompt], task.split(split))[0].accuracy
     return rows
 
 
@@ -76,8 +80,6 @@ def _task(prompt_file: PromptFile, task_name: str, data: str | None) -> Task:
     )
 
 
-def _scorer(lm, task: Task) -> Scorer:
-    return Scorer(lm, task.template, task.verbalizers)
 
 
 def markdown_table(rows: Sequence[TransferRow], target_lms: Sequence[str]) -> str:

@@ -23,10 +23,15 @@ def test_learns_every_setting_scores_it_on_the_other_model_and_reports(tmp_path,
         tmp_path / "data", tmp_path / "work", results_dir, budget=8, num_prompts=4, name="readable", shared=[first.csv_path]
     )
     ran = experiment.run(readable.plan([1], source, other))
-    assert "rl" not in [cell.method for cell in ran if cell.target == source], "the few-shot experiment's cell is reused"
+    plain_runs = [cell.method for cell in ran if cell.target == source and cell.template == "paper"]
+    assert "rl" not in plain_runs, "the few-shot experiment's cell is reused"
     assert (results_dir / "readable.csv").is_file()
     results = experiment.finished()
 
+    assert {key[3] for key in results} == {"paper", "paper+calibrated"}
+    calibrated = results[(source, "sst-2", 1, "paper+calibrated", "rl-fluency")]
+    assert '"calibration": "train-mean"' in (experiment.work_dir / calibrated.run_dir / "config.json").read_text()
+    assert results[(other, "sst-2", 1, "paper+calibrated", f"rl-fluency@{source}")].prompt == calibrated.prompt
     learned = {method: results[(source, "sst-2", 1, "paper", method)] for method in fewshot.RL_SETTINGS}
     for method, cell in learned.items():
         moved = results[(other, "sst-2", 1, "paper", f"{method}@{source}")]
@@ -37,8 +42,10 @@ def test_learns_every_setting_scores_it_on_the_other_model_and_reports(tmp_path,
 
     markdown = readable.report(results, [1], experiment.results, 8, source, other).read_text()
     assert (experiment.results / "readable_transfer.png").is_file()
+    assert (experiment.results / "readable_transfer_calibrated.png").is_file()
     words = learned["rl"]
     empty = results[(source, "sst-2", 1, "paper", "empty")]
-    assert f"| words | {words.perplexity:,.0f} | {100 * words.test_accuracy:.1f} (0.0) |" in markdown
-    assert f"| words | 1 | `{words.prompt!r}` |" in markdown
-    assert f"{source} {100 * empty.test_accuracy:.1f}%" in markdown
+    assert f"| plain | words | {words.perplexity:,.0f} | {100 * words.test_accuracy:.1f} (0.0) |" in markdown
+    assert f"| plain | words | 1 | `{words.prompt!r}` |" in markdown
+    assert f"- plain: {source} {100 * empty.test_accuracy:.1f} (0.0)" in markdown
+    assert f"| calibrated | words + fluency | 1 | `{calibrated.prompt!r}` |" in markdown

@@ -76,9 +76,11 @@ def test_candidates_and_manual_prompt_are_optional() -> None:
     data = make_prompt_file().to_dict()
     del data["candidates"]
     del data["task"]["manual_prompt"]
+    del data["task"]["calibration"]
     loaded = PromptFile.from_dict(data)
     assert loaded.candidates == []
     assert loaded.task.manual_prompt == ""
+    assert loaded.task.calibration == "none"
 
 
 def test_saved_file_has_normal_permissions(tmp_path: Path) -> None:
@@ -169,6 +171,7 @@ TYPE_CASES = [
     pytest.param(_set("task.verbalizers", [" bad", 2]), "field 'task.verbalizers[1]' must be string, got int 2", id="verbalizer-int"),
     pytest.param(_set("task.label_names", {"0": "neg"}), "field 'task.label_names' must be list, got dict", id="label_names-dict"),
     pytest.param(_set("task.manual_prompt", None), "field 'task.manual_prompt' must be string, got NoneType None", id="manual-null"),
+    pytest.param(_set("task.calibration", "platt"), "field 'task.calibration' is 'platt'; valid: none, train-mean", id="calibration-unknown"),
     pytest.param(_set("accuracy", [0.5]), "field 'accuracy' must be object, got list [0.5]", id="accuracy-list"),
     pytest.param(_set("accuracy.dev", "0.5"), "field 'accuracy.dev' must be a number in [0, 1] or null, got '0.5'", id="accuracy-str"),
     pytest.param(_set("accuracy.dev", True), "field 'accuracy.dev' must be a number in [0, 1] or null, got True", id="accuracy-bool"),

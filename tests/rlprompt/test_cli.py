@@ -184,6 +184,28 @@ def test_eval_on_run_folder(trained: tuple[subprocess.CompletedProcess[str], Pat
         assert all(cell.endswith("%") for cell in row[-3:])
 
 
+def test_eval_applies_the_prompt_files_calibration(trained: tuple[subprocess.CompletedProcess[str], Path], tiny_llama_dir: Path, tmp_path: Path) -> None:
+    from rlprompt.evaluation import score_prompts, task_scorer
+    from rlprompt.models import load_model
+    from rlprompt.tasks import load_task
+
+    _, runs = trained
+    prompt_file = PromptFile.load(runs / "r" / "prompt.json")
+    prompt_file.task.calibration = "train-mean"
+    prompt_file.save(tmp_path / "calibrated.json")
+    result = run_cli("eval", "--prompt", tmp_path / "calibrated.json", "--target-lm", tiny_llama_dir, cwd=runs)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].endswith(", calibration train-mean")
+    task = load_task("demo")
+    expected = score_prompts(task_scorer(load_model(str(tiny_llama_dir)), task, "train-mean"), [prompt_file.prompt], task.test)[0]
+    assert table_rows(result.stdout)["learned"][-3] == f"{100 * expected.accuracy:.1f}%"
+    test_only = tmp_path / "test.tsv"
+    test_only.write_text("sentence\tlabel\ngood\t1\n", encoding="utf-8")
+    result = run_cli("eval", "--prompt", tmp_path / "calibrated.json", "--target-lm", tiny_llama_dir, "--data", test_only, cwd=runs)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("has no train examples; provide a train file")
+
+
 def test_export_csv(trained: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     _, runs = trained
     result = run_cli("export", runs / "r", "--format", "csv", cwd=runs)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlprompt.errors import RLPromptError
-from rlprompt.scoring import Scorer, TemplateEncoder, verbalizer_token_ids
+from rlprompt.scoring import CalibratedScorer, Scorer, TemplateEncoder, calibrated, verbalizer_token_ids
 from rlprompt.template import Template
 
 SENTENCES = [
@@ -123,6 +123,29 @@ def test_kept_prefixes_of_every_block_are_reused_across_calls(tiny_llama) -> Non
     rest = scorer.class_logits(PROMPTS[1:], SENTENCES)
     assert list(scorer._prefix_states.values()) == kept, "the second call reuses them"
     torch.testing.assert_close(torch.cat([first, rest]), whole, atol=1e-4, rtol=0)
+
+
+def test_calibration_subtracts_each_prompts_mean_over_the_reference_inputs(tiny_llama) -> None:
+    scorer = Scorer(tiny_llama, Template("{sentence} {prompt} {mask}"), VERBALIZERS)
+    reference, other = SENTENCES[:2], SENTENCES[2:]
+    calibrated_scorer = CalibratedScorer(scorer, reference)
+    raw_reference = scorer.class_logits(PROMPTS, reference)
+    expected = scorer.class_logits(PROMPTS, other) - raw_reference.mean(dim=1)[:, None, :]
+    torch.testing.assert_close(calibrated_scorer.class_logits(PROMPTS, other), expected)
+    # On the reference inputs themselves every class averages to zero: no prompt-wide bias is left.
+    on_reference = calibrated_scorer.class_logits(PROMPTS, reference)
+    torch.testing.assert_close(on_reference.mean(dim=1), torch.zeros(len(PROMPTS), 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(calibrated_scorer.offsets(PROMPTS[::-1]), raw_reference.mean(dim=1).flip(0))
+
+
+def test_calibration_choices(tiny_llama) -> None:
+    scorer = Scorer(tiny_llama, Template("{sentence} {prompt} {mask}"), VERBALIZERS)
+    assert calibrated(scorer, "none", []) is scorer
+    assert isinstance(calibrated(scorer, "train-mean", SENTENCES), CalibratedScorer)
+    with pytest.raises(RLPromptError, match="unknown calibration 'platt'; valid: none, train-mean"):
+        calibrated(scorer, "platt", SENTENCES)
+    with pytest.raises(RLPromptError, match="calibration needs at least one reference input"):
+        calibrated(scorer, "train-mean", [])
 
 
 def test_masked_readout_on_a_roberta_style_head(bpe_tokenizer) -> None:

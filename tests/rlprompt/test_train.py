@@ -109,6 +109,7 @@ def test_random_search_is_seeded_and_draws_from_the_action_vocabulary(tiny_llama
         (dict(algo="dqn"), "unknown algo 'dqn'; valid: ppo, a2c, random"),
         (dict(max_evaluations=0), "max_evaluations must be >= 1, got 0"),
         (dict(reward="bleu"), "unknown reward 'bleu'; valid: gap, accuracy"),
+        (dict(calibration="platt"), "unknown calibration 'platt'; valid: none, train-mean"),
     ],
 )
 def test_bad_config_is_rejected_before_any_work(tiny_llama_dir, tmp_path, overrides, message) -> None:
@@ -132,3 +133,21 @@ def test_fluency_weight_enters_the_training_reward(tiny_llama_dir, tmp_path) -> 
     fluency = mean_log_likelihood(lm.model, lm.tokenizer, [best.prompt])[0]
     assert best.train_reward == pytest.approx(gap + 5.0 * fluency, abs=1e-3)
     assert best.perplexity == pytest.approx(float(np.exp(-fluency)), rel=1e-3)
+
+
+def test_calibrated_training_rewards_and_records_calibrated_scores(tiny_llama_dir, tmp_path) -> None:
+    from rewards import GapReward
+    from rlprompt.evaluation import score_prompts, task_scorer
+    from rlprompt.models import load_model
+    from rlprompt.tasks import load_task
+
+    result = train(_config(tiny_llama_dir, tmp_path, calibration="train-mean"), progress_bar=False)
+    best = result.prompt_file.candidates[0]
+    assert result.prompt_file.task.calibration == "train-mean"
+    assert PromptFile.load(result.path).task.calibration == "train-mean"
+    lm = load_model(str(tiny_llama_dir))
+    task = load_task("demo")
+    scorer = task_scorer(lm, task, "train-mean")
+    assert best.train_reward == pytest.approx(GapReward(scorer, task.train)([best.prompt]).rewards[0], abs=1e-3)
+    assert result.baselines["test"]["learned"].accuracy == score_prompts(scorer, [best.prompt], task.test)[0].accuracy
+    assert train(_config(tiny_llama_dir, tmp_path, run_name="plain"), progress_bar=False).prompt_file.task.calibration == "none"

@@ -8,17 +8,17 @@ import pytest
 
 from rlprompt.artifact import PromptFile, TaskSpec
 from rlprompt.errors import RLPromptError
-from rlprompt.evaluation import score_prompts
+from rlprompt.evaluation import score_prompts, task_scorer
 from rlprompt.models import load_model
 from rlprompt.scoring import Scorer
 from rlprompt.tasks import load_task
 from rlprompt.transfer import markdown_table, transfer_matrix, write_transfer
 
 
-def _prompt_file(prompt: str, target_lm: str) -> PromptFile:
+def _prompt_file(prompt: str, target_lm: str, calibration: str = "none") -> PromptFile:
     return PromptFile(
         prompt=prompt, token_ids=[1, 2], tokenizer=target_lm, target_lm=target_lm,
-        task=TaskSpec("demo", "{sentence} {prompt} {mask}", [" terrible", " great"], ["negative", "positive"], "It was"),
+        task=TaskSpec("demo", "{sentence} {prompt} {mask}", [" terrible", " great"], ["negative", "positive"], "It was", calibration),
         accuracy={"train": 0.5, "dev": 0.5, "test": None}, budget={"steps": 1, "seconds": 1.0}, seed=0, versions={},
     )
 
@@ -49,3 +49,20 @@ def test_transfer_needs_prompts_and_models(tiny_llama_dir) -> None:
         transfer_matrix([], [], [str(tiny_llama_dir)])
     with pytest.raises(RLPromptError, match="at least one target model"):
         transfer_matrix([_prompt_file("x", "m")], ["x"], [])
+
+
+def test_calibrated_prompts_are_scored_calibrated_on_every_model(tiny_llama_dir, tiny_gpt2_dir, tmp_path) -> None:
+    llama, gpt2 = str(tiny_llama_dir), str(tiny_gpt2_dir)
+    files = [_prompt_file("the food was great", llama, "train-mean")]
+    rows = transfer_matrix(files, ["a"], [llama, gpt2], split="dev")
+    task = load_task("demo")
+    for spec in (llama, gpt2):
+        scorer = task_scorer(load_model(spec), task, "train-mean")
+        expected = score_prompts(scorer, ["", "It was", "the food was great"], task.dev)
+        assert [row.accuracy[spec] for row in rows] == [score.accuracy for score in expected]
+    with pytest.raises(RLPromptError, match=r"the prompt files mix calibrations \(none, train-mean\); transfer each kind separately"):
+        transfer_matrix([*files, _prompt_file("x", llama)], ["a", "b"], [llama])
+    test_only = tmp_path / "test.tsv"
+    test_only.write_text("sentence\tlabel\ngood\t1\n", encoding="utf-8")
+    with pytest.raises(RLPromptError, match="has no train examples; provide a train file"):
+        transfer_matrix(files, ["a"], [llama], data=str(test_only))
