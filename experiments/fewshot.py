@@ -56,6 +56,7 @@ RL_SETTINGS: dict[str, dict[str, object]] = {
     "rl-all": {"vocabulary": "all"},
     "rl-fluency": {"fluency_weight": FLUENCY_WEIGHT},
     "rl-all-fluency": {"vocabulary": "all", "fluency_weight": FLUENCY_WEIGHT},
+    "rl-top-fluency": {"vocabulary": "top-2000", "fluency_weight": FLUENCY_WEIGHT},
 }
 """RL methods: the default config, and the readable-prompt settings (experiments.readable)."""
 TRANSFER = "@"

@@ -39,18 +39,24 @@ SETTINGS = {
     "rl-all-fluency": "all + fluency",
     "rl": "words",
     "rl-fluency": "words + fluency",
+    "rl-top-fluency": "top-2000 + fluency",
 }
-PLAN_ORDER = ("rl-fluency", "rl", "rl-all-fluency", "rl-all")
-"""The readable settings first: a partial run already answers the main question."""
+PLAN = {
+    TEMPLATE: ("rl-fluency", "rl", "rl-all-fluency", "rl-all", "rl-top-fluency"),
+    # Calibrated, RL found no prompt above the calibrated empty prompt in the word settings
+    # (readable.md), so the all-token settings were not run there.
+    f"{TEMPLATE}{CALIBRATED}": ("rl-fluency", "rl"),
+}
+"""Settings run per scoring, the readable ones first: a partial run already answers the main question."""
 
 
 def plan(seeds: list[int], source: str = SOURCE, other: str = OTHER) -> list[tuple[str, str, int, str, str]]:
     """Per scoring: source-model cells (setting by setting), then every prompt on the other model."""
     cells = []
-    for template in SCORINGS:
-        cells += [(source, TASK, seed, template, method) for method in ("empty", "manual", *PLAN_ORDER) for seed in seeds]
+    for template, settings in PLAN.items():
+        cells += [(source, TASK, seed, template, method) for method in ("empty", "manual", *settings) for seed in seeds]
         cells += [(other, TASK, seed, template, method) for method in ("empty", "manual") for seed in seeds]
-        cells += [(other, TASK, seed, template, f"{method}{TRANSFER}{source}") for method in PLAN_ORDER for seed in seeds]
+        cells += [(other, TASK, seed, template, f"{method}{TRANSFER}{source}") for method in settings for seed in seeds]
     return cells
 
 
@@ -82,6 +88,8 @@ def report(
         f"| scoring | vocabulary | seed | prompt | perplexity | {source} | {other} |", "|---|---|---|---|---|---|---|",
     ]
     empty_lines = []
+    points: list[tuple[str, float, float, float]] = []
+    empty_accuracy: dict[str, tuple[float, float]] = {}
     for template, scoring in SCORINGS.items():
         rows = _reference_rows(results, seeds, template, source, other)
         for method, label in SETTINGS.items():
@@ -101,6 +109,7 @@ def report(
                 source_gain.append(learned.test_accuracy - empty_source.test_accuracy)
                 other_gain.append(moved.test_accuracy - empty_other.test_accuracy)
                 log_ppl.append(math.log(learned.perplexity))
+                points.append((f"{scoring}, {label}", learned.perplexity, learned.test_accuracy, moved.test_accuracy))
                 rows.append(TransferRow(f"{label}, seed {seed}", learned.prompt, source, {source: learned.test_accuracy, other: moved.test_accuracy}))
                 detail.append(
                     f"| {scoring} | {label} | {seed} | `{learned.prompt!r}` | {learned.perplexity:,.0f} | "
@@ -116,15 +125,51 @@ def report(
             )
         empty = {target: [c.test_accuracy for seed in seeds if (c := _cell(results, target, seed, template, "empty"))] for target in (source, other)}
         if all(empty.values()):
+            empty_accuracy[scoring] = (statistics.mean(empty[source]), statistics.mean(empty[other]))
             empty_lines.append(f"- {scoring}: " + " / ".join(f"{target} {_pct(values)}" for target, values in empty.items()))
         picture = f"readable_transfer{'' if scoring == 'plain' else '_' + scoring}.png"
         if len(rows) > 2 and all(len(row.accuracy) == 2 for row in rows):
             heatmap(rows, [source, other], out / picture)
             empty_lines.append(f"  ![{scoring} transfer heatmap]({picture})")
     lines += ["", "Empty prompt, test accuracy, mean (std) over seeds:", *empty_lines]
+    if points:
+        tradeoff_plot(points, empty_accuracy, source, other, out / "readable_tradeoff.png")
+        lines += ["", "Perplexity against accuracy, one point per learned prompt:", "", "![trade-off](readable_tradeoff.png)"]
     path = out / "readable.md"
     path.write_text("\n".join(lines + detail) + "\n", encoding="utf-8")
     return path
+
+
+def tradeoff_plot(
+    points: list[tuple[str, float, float, float]], empty: dict[str, tuple[float, float]], source: str, other: str, path: Path
+) -> None:
+    """Test accuracy on each model against the prompt's perplexity, one marker per setting; a
+    line per scoring marks the empty prompt."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    settings = list(dict.fromkeys(label for label, *_ in points))
+    markers = "osD^v<>ph*"
+    for index, setting in enumerate(settings):
+        mine = [p for p in points if p[0] == setting]
+        for ax, column in zip(axes, (2, 3)):
+            ax.scatter([p[1] for p in mine], [100 * p[column] for p in mine], marker=markers[index % len(markers)], s=45, label=setting)
+    for ax, column in zip(axes, (0, 1)):
+        for (scoring, accuracy), style in zip(empty.items(), ("--", ":")):
+            ax.axhline(100 * accuracy[column], color="gray", linestyle=style, label=f"empty prompt, {scoring}")
+    for ax, model in zip(axes, (f"learned on {source}", f"carried to {other}")):
+        ax.set_xscale("log")
+        ax.set_xlabel(f"prompt perplexity under {source} (log)")
+        ax.set_title(model)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _cell(results: dict[tuple, CellResult], target: str, seed: int, template: str, method: str) -> CellResult | None:

@@ -43,6 +43,7 @@ def test_learns_every_setting_scores_it_on_the_other_model_and_reports(tmp_path,
     markdown = readable.report(results, [1], experiment.results, 8, source, other).read_text()
     assert (experiment.results / "readable_transfer.png").is_file()
     assert (experiment.results / "readable_transfer_calibrated.png").is_file()
+    assert (experiment.results / "readable_tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     words = learned["rl"]
     empty = results[(source, "sst-2", 1, "paper", "empty")]
     assert f"| plain | words | {words.perplexity:,.0f} | {100 * words.test_accuracy:.1f} (0.0) |" in markdown
