@@ -206,6 +206,19 @@ def test_eval_applies_the_prompt_files_calibration(trained: tuple[subprocess.Com
     assert result.stderr.strip().splitlines()[-1].endswith("has no train examples; provide a train file")
 
 
+def test_exported_json_scores_the_same(trained: tuple[subprocess.CompletedProcess[str], Path], tiny_llama_dir: Path, tmp_path: Path) -> None:
+    _, runs = trained
+    original = PromptFile.load(runs / "r" / "prompt.json")
+    result = run_cli("export", runs / "r", "--format", "json", "--top-k", "1", cwd=runs)
+    assert result.returncode == 0, result.stderr
+    exported = tmp_path / "exported.json"
+    exported.write_text(result.stdout, encoding="utf-8")
+    assert PromptFile.load(exported).prompt == original.prompt
+    result = run_cli("eval", "--prompt", exported, "--target-lm", tiny_llama_dir, cwd=runs)
+    assert result.returncode == 0, result.stderr
+    assert table_rows(result.stdout)["learned"][-3] == f"{100 * original.accuracy['test']:.1f}%"
+
+
 def test_export_csv(trained: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     _, runs = trained
     result = run_cli("export", runs / "r", "--format", "csv", cwd=runs)
