@@ -57,6 +57,7 @@ RL_SETTINGS: dict[str, dict[str, object]] = {
     "rl-fluency": {"fluency_weight": FLUENCY_WEIGHT},
     "rl-all-fluency": {"vocabulary": "all", "fluency_weight": FLUENCY_WEIGHT},
     "rl-top-fluency": {"vocabulary": "top-2000", "fluency_weight": FLUENCY_WEIGHT},
+    "rl-fluency15": {"fluency_weight": 3 * FLUENCY_WEIGHT},
 }
 """RL methods: the default config, and the readable-prompt settings (experiments.readable)."""
 TRANSFER = "@"

@@ -40,9 +40,10 @@ SETTINGS = {
     "rl": "words",
     "rl-fluency": "words + fluency",
     "rl-top-fluency": "top-2000 + fluency",
+    "rl-fluency15": "words + fluency x3",
 }
 PLAN = {
-    TEMPLATE: ("rl-fluency", "rl", "rl-all-fluency", "rl-all", "rl-top-fluency"),
+    TEMPLATE: ("rl-fluency", "rl", "rl-all-fluency", "rl-all", "rl-top-fluency", "rl-fluency15"),
     # Calibrated, RL found no prompt above the calibrated empty prompt in the word settings
     # (readable.md), so the all-token settings were not run there.
     f"{TEMPLATE}{CALIBRATED}": ("rl-fluency", "rl"),
