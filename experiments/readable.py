@@ -44,7 +44,7 @@ SETTINGS = {
 }
 PLAN = {
     TEMPLATE: ("rl-fluency", "rl", "rl-all-fluency", "rl-all", "rl-top-fluency", "rl-fluency15"),
-    # Calibrated, RL found no prompt above the calibrated empty prompt in the word settings
+    # Calibrated, the word settings' prompts averaged below the calibrated empty prompt
     # (readable.md), so the all-token settings were not run there.
     f"{TEMPLATE}{CALIBRATED}": ("rl-fluency", "rl"),
 }

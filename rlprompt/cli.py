@@ -119,9 +119,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from rlprompt.artifact import PromptFile, write_json_atomic
-    from rlprompt.evaluation import calibration_splits, format_table, score_prompts, task_scorer
+    from rlprompt.evaluation import format_table, score_prompts, task_scorer
     from rlprompt.export import resolve_prompt_file
     from rlprompt.models import load_model, resolve_dtype
+    from rlprompt.scoring import calibration_splits
     from rlprompt.tasks import load_task
 
     dtype = resolve_dtype(args.dtype)  # a bad value fails before any loading

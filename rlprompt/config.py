@@ -10,7 +10,7 @@ from typing import Any
 
 from rlprompt.errors import RLPromptError
 from rlprompt.models import resolve_dtype
-from rlprompt.scoring import CALIBRATIONS
+from rlprompt.scoring import calibration_splits
 
 
 @dataclass
@@ -103,8 +103,7 @@ class TrainConfig:
             raise RLPromptError(f"max_evaluations must be >= 1, got {self.max_evaluations}")
         if self.reward not in ("gap", "accuracy"):
             raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
-        if self.calibration not in CALIBRATIONS:
-            raise RLPromptError(f"unknown calibration '{self.calibration}'; valid: {', '.join(CALIBRATIONS)}")
+        calibration_splits(self.calibration)  # raises on an unknown calibration
         resolve_dtype(self.dtype)
         if self.top_k < 1:
             raise RLPromptError(f"top_k must be >= 1, got {self.top_k}")

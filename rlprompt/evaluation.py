@@ -7,7 +7,7 @@ from typing import Sequence
 
 from rlprompt.errors import RLPromptError
 from rlprompt.models import LoadedModel
-from rlprompt.scoring import CalibratedScorer, Scorer, calibrated
+from rlprompt.scoring import CalibratedScorer, Scorer, calibrated, calibration_splits
 from rlprompt.tasks import Example, Task
 
 
@@ -38,11 +38,6 @@ def task_scorer(lm: LoadedModel, task: Task, calibration: str = "none", **option
             f"calibration '{calibration}' averages over the task's train inputs, but task '{task.name}' has none; provide a train file"
         )
     return calibrated(scorer, calibration, [example.text for example in task.train])
-
-
-def calibration_splits(calibration: str) -> tuple[str, ...]:
-    """The task splits a calibration reads besides the one being scored."""
-    return ("train",) if calibration != "none" else ()
 
 
 def score_prompts(scorer: Scorer | CalibratedScorer, prompts: Sequence[str], examples: Sequence[Example]) -> list[PromptScore]:

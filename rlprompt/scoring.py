@@ -326,15 +326,24 @@ class CalibratedScorer:
         return logits - offsets[:, None, :]
 
 
+def calibration_splits(calibration: str) -> tuple[str, ...]:
+    """The task splits ``calibration`` reads besides the one being scored.
+
+    Raises:
+        RLPromptError: On an unknown calibration.
+    """
+    if calibration not in CALIBRATIONS:
+        raise RLPromptError(f"unknown calibration '{calibration}'; valid: {', '.join(CALIBRATIONS)}")
+    return ("train",) if calibration == "train-mean" else ()
+
+
 def calibrated(scorer: Scorer, calibration: str, reference_sentences: Sequence[str]) -> Scorer | CalibratedScorer:
     """``scorer`` with ``calibration`` (one of :data:`CALIBRATIONS`) applied.
 
     Raises:
         RLPromptError: On an unknown calibration, or ``train-mean`` without reference inputs.
     """
-    if calibration not in CALIBRATIONS:
-        raise RLPromptError(f"unknown calibration '{calibration}'; valid: {', '.join(CALIBRATIONS)}")
-    if calibration == "none":
+    if not calibration_splits(calibration):
         return scorer
     return CalibratedScorer(scorer, reference_sentences)
 

@@ -14,8 +14,9 @@ from typing import Sequence
 
 from rlprompt.artifact import PromptFile, write_json_atomic
 from rlprompt.errors import RLPromptError
-from rlprompt.evaluation import calibration_splits, score_prompts, task_scorer
+from rlprompt.evaluation import score_prompts, task_scorer
 from rlprompt.models import load_model
+from rlprompt.scoring import calibration_splits
 from rlprompt.tasks import Task, load_task
 
 

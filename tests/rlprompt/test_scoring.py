@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlprompt.errors import RLPromptError
-from rlprompt.scoring import CalibratedScorer, Scorer, TemplateEncoder, calibrated, verbalizer_token_ids
+from rlprompt.scoring import CalibratedScorer, Scorer, TemplateEncoder, calibrated, calibration_splits, verbalizer_token_ids
 from rlprompt.template import Template
 
 SENTENCES = [
@@ -146,6 +146,9 @@ def test_calibration_choices(tiny_llama) -> None:
         calibrated(scorer, "platt", SENTENCES)
     with pytest.raises(RLPromptError, match="calibration needs at least one reference input"):
         calibrated(scorer, "train-mean", [])
+    assert calibration_splits("none") == () and calibration_splits("train-mean") == ("train",)
+    with pytest.raises(RLPromptError, match="unknown calibration 'platt'"):
+        calibration_splits("platt")
 
 
 def test_masked_readout_on_a_roberta_style_head(bpe_tokenizer) -> None:
