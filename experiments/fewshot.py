@@ -38,7 +38,7 @@ from typing import Iterable, Sequence
 from rlprompt.config import TrainConfig
 from rlprompt.evaluation import score_prompts, task_scorer
 from rlprompt.models import LoadedModel, load_model, resolve_dtype
-from rlprompt.scoring import Scorer, calibrated
+from rlprompt.scoring import Scorer, calibrated, calibration_splits
 from rlprompt.tasks import Task, load_task
 from rlprompt.train import train
 
@@ -333,9 +333,11 @@ class Experiment:
         test file is the same for every seed, so the empty and manual prompts are scored once.
         A calibrated score also depends on the split's train inputs, so it is kept per split."""
         setting = json.dumps([target, task.name, task.template.text, list(task.verbalizers), len(test)])
-        reference = [example.text for example in task.train] if calibration != "none" else []
-        split_digest = hashlib.sha256(json.dumps(reference).encode()).hexdigest()[:16]
-        key = json.dumps([setting, prompt] + ([calibration, split_digest] if reference else []))
+        reference = [example.text for example in task.train] if calibration_splits(calibration) else []
+        key_parts = [setting, prompt]
+        if reference:
+            key_parts += [calibration, hashlib.sha256(json.dumps(reference).encode()).hexdigest()[:16]]
+        key = json.dumps(key_parts)
         if key not in self._test_cache:
             scorer = calibrated(self._scorer_for_test(setting, target, task), calibration, reference)
             self._test_cache[key] = score_prompts(scorer, [prompt], test)[0].accuracy

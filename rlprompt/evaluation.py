@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from rlprompt.errors import RLPromptError
 from rlprompt.models import LoadedModel
 from rlprompt.scoring import CalibratedScorer, Scorer, calibrated, calibration_splits
 from rlprompt.tasks import Example, Task
@@ -32,11 +31,8 @@ def task_scorer(lm: LoadedModel, task: Task, calibration: str = "none", **option
     Raises:
         RLPromptError: On an unknown calibration, or a calibrated scorer for a task without train data.
     """
+    task.require(*calibration_splits(calibration))
     scorer = Scorer(lm, task.template, task.verbalizers, **options)
-    if calibration_splits(calibration) and not task.train:
-        raise RLPromptError(
-            f"calibration '{calibration}' averages over the task's train inputs, but task '{task.name}' has none; provide a train file"
-        )
     return calibrated(scorer, calibration, [example.text for example in task.train])
 
 

@@ -81,8 +81,6 @@ def _task(prompt_file: PromptFile, task_name: str, data: str | None) -> Task:
     )
 
 
-
-
 def markdown_table(rows: Sequence[TransferRow], target_lms: Sequence[str]) -> str:
     """Prompts down the side, models across; ``*`` marks the model a prompt was learned on."""
     lines = ["| prompt | text | " + " | ".join(target_lms) + " |", "|---|---|" + "---|" * len(target_lms)]
