@@ -18,7 +18,17 @@ AG News: 64 train texts):
 pairs. Each path is warmed up once, then timed ``--repeats`` times with fresh random prompts
 (median reported). FLOPs are counted from the token positions that actually ran through the
 model (padding included), and compared with 2048^3 ``torch.matmul`` and ``F.linear`` products
-measured in the same run (bf16 ones bounded in time).
+measured in the same run (bf16 ones bounded in time). The headline speed-up is the warm path
+in the machine's best dtype (what ``--dtype auto`` picks here) over (a).
+
+Two more measurements, in the same run:
+
+* **bf16 vs fp32 agreement** on the SST-2 *test* set (16 prompts x 1,821 sentences): the share
+  of (prompt, sentence) pairs given the same class, and the Spearman correlation of the 16
+  prompts' gap rewards.
+* **Training steps**: ``rlprompt train`` on SST-2 (16 prompts a step: sampling, scoring on
+  train, the PPO update, dev scoring of new top-k entrants) in each dtype; the median of
+  ``--train-steps`` step times, read from the run's ``history.json``.
 
 Run from the repository root::
 
@@ -47,6 +57,7 @@ import torch
 from policies.vocab import ActionVocabulary, build_vocabulary
 from rlprompt.artifact import write_json_atomic
 from rlprompt.errors import RLPromptError
+from rlprompt.devices import dtype_name, resolve_dtype
 from rlprompt.models import LoadedModel, load_model
 from rlprompt.scoring import Scorer, TemplateEncoder, left_pad, pad_token_id, verbalizer_token_ids
 from rlprompt.tasks import Task, load_task
@@ -65,18 +76,19 @@ MATMUL_SIZE = 2048
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 timed repeat per path; skip (d) unless --bf16")
+    parser.add_argument("--quick", action="store_true", help="1 timed repeat per path")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="tasks to benchmark")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding <task>/16-42")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per path (default 3, 1 with --quick)")
     parser.add_argument("--batch-tokens", type=int, default=16384, help="token bound of one forward pass in (b), (c), (d)")
-    parser.add_argument("--bf16", action="store_true", help="run path (d) even with --quick")
+    parser.add_argument("--no-bf16", dest="run_bf16", action="store_false", help="skip path (d) and the bf16 measurements")
+    parser.add_argument("--train-steps", type=int, default=20, help="timed training steps per dtype (0: skip)")
+    parser.add_argument("--no-agreement", dest="agreement", action="store_false", help="skip the bf16/fp32 agreement on SST-2 test")
     parser.add_argument("--bf16-peak-budget", type=float, default=20.0, help="seconds allowed per bf16 peak measurement")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
-    args.run_bf16 = args.bf16 or not args.quick
     return args
 
 
@@ -468,6 +480,89 @@ def bench_task(
     }
 
 
+# -- bf16 vs fp32, and training steps ---------------------------------------------------------
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    def ranks(values: Sequence[float]) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        order = values.argsort(kind="stable")
+        ranked = np.empty(len(values))
+        ranked[order] = np.arange(len(values))
+        for value in np.unique(values):  # ties share their mean rank
+            ranked[values == value] = ranked[values == value].mean()
+        return ranked
+
+    ra, rb = ranks(a), ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def dtype_agreement(lm: LoadedModel, lm_bf16: LoadedModel, args: argparse.Namespace, vocab: ActionVocabulary) -> dict:
+    """Class decisions and per-prompt gap rewards of bf16 against fp32 on SST-2 test."""
+    from rewards.classification import gap_rewards
+
+    task = load_task("sst-2", str(args.data_root / "sst-2" / SPLIT))
+    task.require("test")
+    sentences = [e.text for e in task.test]
+    labels = torch.tensor([e.label for e in task.test])
+    prompts = PromptSource(vocab, args.seed + 1).check
+    result: dict = {"task": "sst-2", "split": "test", "n_inputs": len(sentences), "n_prompts": len(prompts), "prompts": prompts}
+    logits = {}
+    for name, model in (("fp32", lm), ("bf16", lm_bf16)):
+        print(f"[agreement] SST-2 test, {len(prompts)} prompts x {len(sentences)} sentences in {name} ...", file=sys.stderr)
+        scorer = Scorer(model, task.template, task.verbalizers, max_batch_tokens=args.batch_tokens, keep_all_prefixes=True)
+        started = time.perf_counter()
+        logits[name] = scorer.class_logits(prompts, sentences)
+        result[f"seconds_{name}"] = time.perf_counter() - started
+    rewards = {name: gap_rewards(value, labels)[0].tolist() for name, value in logits.items()}
+    result.update(
+        same_class=(logits["fp32"].argmax(-1) == logits["bf16"].argmax(-1)).float().mean().item(),
+        spearman_gap_reward=spearman(rewards["fp32"], rewards["bf16"]),
+        max_abs_logit_diff=(logits["fp32"] - logits["bf16"]).abs().max().item(),
+        gap_reward_fp32=rewards["fp32"],
+        gap_reward_bf16=rewards["bf16"],
+        accuracy_fp32=(logits["fp32"].argmax(-1) == labels).float().mean(dim=1).tolist(),
+        accuracy_bf16=(logits["bf16"].argmax(-1) == labels).float().mean(dim=1).tolist(),
+    )
+    print(
+        f"- bf16 vs fp32 on SST-2 test: same class on {100 * result['same_class']:.2f}% of "
+        f"{len(prompts) * len(sentences)} pairs; Spearman of the {len(prompts)} prompts' gap rewards "
+        f"{result['spearman_gap_reward']:.4f}; scoring took {result['seconds_fp32']:.0f} s (fp32) and "
+        f"{result['seconds_bf16']:.0f} s (bf16)"
+    )
+    return result
+
+
+def training_steps(dtype: str, args: argparse.Namespace) -> dict:
+    """Median wall time of one training step (16 prompts, SST-2 16-shot), read from ``history.json``."""
+    import json
+    import tempfile
+
+    from rlprompt.config import TrainConfig
+    from rlprompt.train import train
+
+    print(f"[training] {args.train_steps} steps in {dtype} ...", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as runs:
+        config = TrainConfig(
+            task="sst-2", data=str(args.data_root / "sst-2" / SPLIT), target_lm=MODEL, steps=args.train_steps + 1,
+            dtype=dtype, device="cpu", runs_dir=runs, run_name="bench", evaluate_test=False, seed=args.seed,
+        )
+        started = time.perf_counter()
+        train(config, progress_bar=False)
+        total = time.perf_counter() - started
+        history = json.loads((Path(runs) / "bench" / "history.json").read_text())
+    # Step k's time runs from the end of step k - 1; the first step also carries the warm-up.
+    ends = [row["seconds"] for row in history]
+    steps = [b - a for a, b in zip(ends, ends[1:])]
+    result = {
+        "dtype": dtype, "timed_steps": len(steps), "median_step_seconds": statistics.median(steps),
+        "step_seconds": steps, "first_step_seconds": ends[0], "run_seconds": total,
+    }
+    print(f"- training step ({dtype}): median {result['median_step_seconds']:.2f} s over {len(steps)} steps")
+    return result
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -493,8 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 2. The target model (fp32; bf16 only for path (d)) and the prompt vocabulary.
     try:
-        lm = load_model(MODEL)
-        lm_bf16 = load_model(MODEL, dtype=torch.bfloat16) if args.run_bf16 else None
+        lm = load_model(MODEL, "fp32", "cpu")
+        lm_bf16 = load_model(MODEL, "bf16", "cpu") if args.run_bf16 else None
     except RLPromptError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -503,12 +598,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 3. Every task, every path.
     results = {}
+    best_dtype = dtype_name(resolve_dtype("auto"))
     for task_name in args.tasks:
         try:
             results[task_name] = bench_task(task_name, args, lm, lm_bf16, vocab, shape, peaks)
         except RLPromptError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        rows = {(row["path"], row["dtype"]): row for row in results[task_name]["paths"]}
+        best = rows.get(("(d) Scorer, warm" if best_dtype == "bf16" else "(c) Scorer, warm", best_dtype))
+        if best is not None:
+            cold = rows[(best["path"].replace("warm", "cold"), best_dtype)]
+            results[task_name]["best"] = {
+                "dtype": best_dtype, "speedup_vs_paper": best["speedup"],
+                "warm_over_cold": best["seconds"] / cold["seconds"],
+            }
+            print(f"- {task_name}: in {best_dtype} (this machine's best), the warm scorer is {best['speedup']:.1f}x the "
+                  f"paper's way; warm/cold time {best['seconds'] / cold['seconds']:.2f}\n")
+
+    # 4. bf16 against fp32 on SST-2 test, and training steps in each dtype.
+    agreement_result = None
+    if lm_bf16 is not None and args.agreement:
+        agreement_result = dtype_agreement(lm, lm_bf16, args, vocab)
+    del lm, lm_bf16  # the training runs load their own models
+    training = {}
+    for dtype in (("fp32", "bf16") if args.run_bf16 else ("fp32",)):
+        if args.train_steps > 0:
+            training[dtype] = training_steps(dtype, args)
 
     machine["load_average_at_end"] = list(os.getloadavg())
     for dtype, by_op in peaks.items():
@@ -522,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {machine['cpu_model']}, {machine['torch_threads']} threads, torch {machine['torch']}; "
           f"amx_bf16={machine['amx_bf16']} avx512_bf16={machine['avx512_bf16']} avx512f={machine['avx512f']}")
 
-    # 4. The JSON record, written atomically.
+    # 5. The JSON record, written atomically.
     write_json_atomic(args.json, {
         "benchmark": "bench_scoring",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -538,6 +654,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "flops_note": "2*non-embedding params*body token positions (padding included) + 2*hidden*read-out width*"
                       "read-out positions; attention-score FLOPs ignored",
         "tasks": results,
+        "bf16_agreement": agreement_result,
+        "training_steps": training,
     })
     print(f"wrote {args.json}", file=sys.stderr)
     return 0 if all(r["agreement_ok"] for r in results.values()) else 1

@@ -37,7 +37,7 @@ from typing import Iterable, Sequence
 
 from rlprompt.config import TrainConfig
 from rlprompt.evaluation import score_prompts, task_scorer
-from rlprompt.models import LoadedModel, load_model, resolve_dtype
+from rlprompt.models import LoadedModel, load_model
 from rlprompt.scoring import Scorer, calibrated, calibration_splits
 from rlprompt.tasks import Task, load_task
 from rlprompt.train import train
@@ -181,7 +181,7 @@ class Experiment:
 
     def model(self, name: str) -> LoadedModel:
         if name not in self._models:
-            self._models[name] = load_model(name, resolve_dtype("auto"))
+            self._models[name] = load_model(name)
         return self._models[name]
 
     # --- results on disk ----------------------------------------------------------------------

@@ -7,6 +7,10 @@ head reads the same features. Only the adapter and the value head train.
 
 The adapter starts near zero (as in the paper), so the first prompts are drawn almost
 uniformly from the action vocabulary.
+
+Precision: the backbone may run in bf16, but everything trainable (adapter, value head) and
+the action head's rows are fp32. The two meet at one cast, the backbone's last hidden state
+to fp32 in :class:`BackboneFeatures`; nothing downstream of it sees the backbone's dtype.
 """
 
 from __future__ import annotations
@@ -49,10 +53,12 @@ class BackboneFeatures(BaseFeaturesExtractor):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         obs = observations.long()
-        keys = [row.numpy().tobytes() for row in obs]
+        # The memo is keyed on the host: one small copy of the [batch, L + 1] ints per call.
+        host = obs.cpu().numpy()
+        keys = [row.tobytes() for row in host]
         missing = [i for i, key in enumerate(keys) if key not in self._memo]
         if missing:
-            computed = self._run_backbone(obs[missing])
+            computed = self._run_backbone(obs[missing], width=int(host[missing, -1].max()) + 1)
             if len(self._memo) + len(missing) > self.memo_size:
                 self._memo.clear()
             for i, features in zip(missing, computed):
@@ -60,18 +66,18 @@ class BackboneFeatures(BaseFeaturesExtractor):
         return torch.stack([self._memo[key] for key in keys])
 
     @torch.no_grad()
-    def _run_backbone(self, obs: torch.Tensor) -> torch.Tensor:
+    def _run_backbone(self, obs: torch.Tensor, width: int) -> torch.Tensor:
+        """Features of ``obs``; ``width`` is the longest prompt in it plus the start token."""
         lengths = obs[:, -1]
         actions = obs[:, :-1]
-        width = int(lengths.max()) + 1
-        ids = torch.full((obs.shape[0], width), self.start_token_id, dtype=torch.long)
-        positions = torch.arange(width - 1)
+        ids = torch.full((obs.shape[0], width), self.start_token_id, dtype=torch.long, device=obs.device)
+        positions = torch.arange(width - 1, device=obs.device)
         written = positions[None, :] < lengths[:, None]
         ids[:, 1:] = torch.where(written, self.action_token_ids[actions[:, : width - 1]], self.start_token_id)
         mask = torch.cat([torch.ones_like(lengths)[:, None], written.long()], dim=1)
         hidden = self.backbone.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        # Right-padded: the last written token sits at index ``length``.
-        return hidden[torch.arange(obs.shape[0]), lengths].float()
+        # Right-padded: the last written token sits at index ``length``. The one cast to fp32.
+        return hidden[torch.arange(obs.shape[0], device=obs.device), lengths].float()
 
 
 class AdapterAndValue(nn.Module):
@@ -126,7 +132,9 @@ class LMAdapterPolicy(ActorCriticPolicy):
     ) -> None:
         self.backbone_hidden = backbone.get_input_embeddings().weight.shape[1]
         self.adapter_hidden = adapter_hidden
-        self._head_rows = backbone.get_output_embeddings().weight.detach()[torch.tensor(list(action_token_ids))]
+        head = backbone.get_output_embeddings().weight
+        # fp32 whatever the backbone's dtype: the adapter's fp32 output meets these rows.
+        self._head_rows = head.detach()[torch.tensor(list(action_token_ids), device=head.device)].float()
         kwargs["ortho_init"] = False
         kwargs["features_extractor_class"] = BackboneFeatures
         kwargs["features_extractor_kwargs"] = dict(

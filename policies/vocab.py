@@ -69,24 +69,38 @@ def build_vocabulary(tokenizer, name: str = "words", backbone=None) -> ActionVoc
         ids = [i for i, text in zip(candidates, texts) if _is_word_start(text)]
         if name.startswith("top-"):
             ids = _top_by_prior(ids, name, tokenizer, backbone)
-    elif Path(name).is_file():
-        ids = _word_list(Path(name), tokenizer, special)
     else:
-        raise RLPromptError(
-            f"unknown action vocabulary '{name}'; valid: {', '.join(VOCABULARIES)}, top-K (e.g. top-2000), or a word-list file"
-        )
+        check_vocabulary_name(name)
+        ids = _word_list(Path(name), tokenizer, special)
     if not ids:
         raise RLPromptError(f"action vocabulary '{name}' is empty for this tokenizer")
     return ActionVocabulary(token_ids=tuple(ids), tokenizer=tokenizer)
 
 
-def _top_by_prior(ids: list[int], name: str, tokenizer, backbone) -> list[int]:
+def check_vocabulary_name(name: str) -> None:
+    """Raise on a vocabulary name no tokenizer could use (before any model loads)."""
+    if name in VOCABULARIES or Path(name).is_file():
+        return
+    if name.startswith("top-"):
+        _top_k(name)
+        return
+    raise RLPromptError(
+        f"unknown action vocabulary '{name}'; valid: {', '.join(VOCABULARIES)}, top-K (e.g. top-2000), or a word-list file"
+    )
+
+
+def _top_k(name: str) -> int:
     try:
         k = int(name[len("top-"):])
     except ValueError:
         k = 0
     if k < 1:
         raise RLPromptError(f"action vocabulary '{name}': K must be a positive integer, as in top-2000")
+    return k
+
+
+def _top_by_prior(ids: list[int], name: str, tokenizer, backbone) -> list[int]:
+    k = _top_k(name)
     if backbone is None:
         raise RLPromptError(f"action vocabulary '{name}' needs the policy backbone to rank tokens")
     prior = unigram_prior(backbone, tokenizer)
@@ -104,15 +118,16 @@ def unigram_prior(backbone, tokenizer, max_texts: int = 320) -> torch.Tensor:
     sequences = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
     total = None
     count = 0
+    device = next(backbone.parameters()).device
     with torch.inference_mode():
         for start in range(0, len(sequences), 32):
-            ids, mask = left_pad(sequences[start : start + 32], pad_token_id(tokenizer))
+            ids, mask = left_pad(sequences[start : start + 32], pad_token_id(tokenizer), device=device)
             logits = backbone(input_ids=ids, attention_mask=mask).logits.float()
             probs = logits.softmax(dim=-1)[mask.bool()]
             summed = probs.sum(dim=0)
             total = summed if total is None else total + summed
             count += probs.shape[0]
-    return total / count
+    return (total / count).cpu()
 
 
 def _word_list(path: Path, tokenizer, special: set[int]) -> list[int]:

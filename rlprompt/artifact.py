@@ -72,6 +72,9 @@ class PromptFile:
     perplexity: float | None = None
     """Perplexity of the prompt text under ``perplexity_lm`` (how much it reads as language)."""
     perplexity_lm: str | None = None
+    dtype: str | None = None
+    """Weight dtype of ``target_lm`` when the accuracies were computed (``fp32`` or ``bf16``);
+    ``None`` in files written before it was recorded."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +131,9 @@ class PromptFile:
             Template(spec.template)
         except RLPromptError as error:
             raise RLPromptError(f"{source}: field 'task.template' is invalid: {error}") from error
+        dtype = check.field(data, "dtype", (str, type(None)), default=None)
+        if dtype not in (None, "fp32", "bf16"):
+            raise RLPromptError(f"{source}: field 'dtype' is '{dtype}'; valid: fp32, bf16 or null")
         accuracy = check.field(data, "accuracy", dict)
         for key, value in accuracy.items():
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1):
@@ -164,6 +170,7 @@ class PromptFile:
             candidates=candidates,
             perplexity=check.field(data, "perplexity", (int, float, type(None)), default=None),
             perplexity_lm=check.field(data, "perplexity_lm", (str, type(None)), default=None),
+            dtype=dtype,
             schema_version=version,
         )
 

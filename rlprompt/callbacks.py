@@ -8,6 +8,7 @@ search alike, so their comparison is about how prompts are proposed, not how one
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -51,7 +52,9 @@ class PromptSelector:
         self.batches = 0
         self.best: Candidate | None = None
         self.history: list[dict[str, float]] = []
-        """One row per batch: prompts sampled, evaluations, best dev accuracy and its train reward."""
+        """One row per batch: prompts sampled, evaluations, best dev accuracy and its train reward,
+        and the seconds since the selector was made (so step times and curves over wall time)."""
+        self._started = time.monotonic()
         self._dev_scores: dict[str, float] = {}
 
     @staticmethod
@@ -106,6 +109,7 @@ class PromptSelector:
                 "evaluations": self.evaluations(),
                 "best_dev_accuracy": float(self.best.dev_accuracy or 0.0),
                 "best_train_reward": float(self.best.train_reward),
+                "seconds": round(time.monotonic() - self._started, 3),
             }
         )
         return finished

@@ -1,4 +1,4 @@
-"""The ``rlprompt`` command: train, eval, export, transfer, models.
+"""The ``rlprompt`` command: train, eval, export, transfer, models, env.
 
 Bad input ends with one line on stderr naming the bad thing, and exit code 2.
 """
@@ -49,6 +49,15 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=item.name, type=base, default=None, metavar=item.name.upper(), help=help_text)
 
 
+def _add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype`` for the commands that load models (train takes them from TrainConfig)."""
+    from rlprompt.config import TrainConfig
+
+    docs = _field_docs(TrainConfig)
+    for name in ("device", "dtype"):
+        parser.add_argument(f"--{name}", default="auto", help=f"{docs[name]} (default: auto)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlprompt", description="Find discrete text prompts for a frozen LM by RL.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every training step (default: only new best prompts)")
@@ -68,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--template", help="override the prompt file's template")
     evaluate.add_argument("--verbalizers", nargs="+", help="override the prompt file's verbalizers")
     evaluate.add_argument("--manual-prompt", help="override the manual baseline prompt")
-    evaluate.add_argument("--dtype", default="auto", help="auto, fp32 or bf16 (default: auto: bf16 where the CPU has fast bf16)")
+    _add_hardware_arguments(evaluate)
     evaluate.add_argument("--output", help="also write the scores as JSON here")
 
     export = commands.add_parser("export", help="export a run's prompts")
@@ -84,8 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     transfer.add_argument("--data", help="task data: folder or one file")
     transfer.add_argument("--split", default="test", choices=["train", "dev", "test"], help="split to score (default: test)")
     transfer.add_argument("--output-dir", default="transfer", help="where transfer.md/.json/.png go (default: transfer)")
+    _add_hardware_arguments(transfer)
 
     commands.add_parser("models", help="list the offline model aliases")
+    commands.add_parser("env", help="versions, CPU bf16 flags, devices, what --device/--dtype auto mean here: paste it into bug reports")
     return parser
 
 
@@ -121,11 +132,13 @@ def _eval(args: argparse.Namespace) -> int:
     from rlprompt.artifact import PromptFile, write_json_atomic
     from rlprompt.evaluation import format_table, score_prompts, task_scorer
     from rlprompt.export import resolve_prompt_file
-    from rlprompt.models import load_model, resolve_dtype
+    from rlprompt.devices import check_dtype_name, dtype_name, resolve_device
+    from rlprompt.models import load_model
     from rlprompt.scoring import calibration_splits
     from rlprompt.tasks import load_task
 
-    dtype = resolve_dtype(args.dtype)  # a bad value fails before any loading
+    check_dtype_name(args.dtype)  # bad values fail before any loading
+    device = resolve_device(args.device)
     prompt_file = PromptFile.load(resolve_prompt_file(args.prompt))
     spec = prompt_file.task
     task_name = args.task or spec.name
@@ -138,18 +151,19 @@ def _eval(args: argparse.Namespace) -> int:
         manual_prompt=args.manual_prompt if args.manual_prompt is not None else spec.manual_prompt,
     )
     task.require(args.split, *calibration_splits(spec.calibration))
-    lm = load_model(args.target_lm, dtype)
+    lm = load_model(args.target_lm, args.dtype, device)
     scorer = task_scorer(lm, task, spec.calibration)
     prompts = {"empty": "", "manual": task.manual_prompt, "learned": prompt_file.prompt}
     scores = dict(zip(prompts, score_prompts(scorer, list(prompts.values()), task.split(args.split))))
     headers = ["prompt", "text", "accuracy", *[f"acc[{n}]" for n in task.label_names]]
     rows = [[name, repr(s.prompt), s.accuracy, *s.per_class_accuracy] for name, s in scores.items()]
     calibration = f", calibration {spec.calibration}" if spec.calibration != "none" else ""
-    print(f"{task.name} {args.split} ({len(task.split(args.split))} examples) on {lm.name}, template {task.template.text!r}{calibration}")
+    hardware = f"{dtype_name(lm.dtype)} on {lm.device}"
+    print(f"{task.name} {args.split} ({len(task.split(args.split))} examples) on {lm.name} ({hardware}), template {task.template.text!r}{calibration}")
     print(format_table(headers, rows))
     if args.output:
         write_json_atomic(Path(args.output), {
-            "target_lm": lm.name, "task": task.name, "split": args.split,
+            "target_lm": lm.name, "dtype": dtype_name(lm.dtype), "task": task.name, "split": args.split,
             "scores": {name: {"prompt": s.prompt, "accuracy": s.accuracy, "per_class_accuracy": s.per_class_accuracy} for name, s in scores.items()},
         })
     return 0
@@ -175,7 +189,7 @@ def _transfer(args: argparse.Namespace) -> int:
     paths = [resolve_prompt_file(p) for p in args.prompts]
     files = [PromptFile.load(p) for p in paths]
     labels = [p.parent.name if p.name == "prompt.json" else p.stem for p in paths]
-    rows = transfer_matrix(files, labels, args.target_lms, args.task, args.data, args.split)
+    rows = transfer_matrix(files, labels, args.target_lms, args.task, args.data, args.split, args.dtype, args.device)
     written = write_transfer(rows, args.target_lms, Path(args.output_dir))
     print(markdown_table(rows, args.target_lms))
     print("wrote " + ", ".join(str(p) for p in written.values()))
@@ -195,6 +209,13 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _env(args: argparse.Namespace) -> int:
+    from rlprompt.environment import format_report, report
+
+    print(format_report(report()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -207,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ours.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
-    handlers = {"train": _train, "eval": _eval, "export": _export, "transfer": _transfer, "models": _models}
+    handlers = {"train": _train, "eval": _eval, "export": _export, "transfer": _transfer, "models": _models, "env": _env}
     try:
         return handlers[args.command](args)
     except RLPromptError as error:

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from rlprompt.devices import check_device_name, check_dtype_name, resolve_device
 from rlprompt.errors import RLPromptError
-from rlprompt.models import resolve_dtype
 from rlprompt.scoring import calibration_splits
+
+
+# (setting, smallest valid value, why), checked by TrainConfig.check.
+_LOWER_BOUNDS = (
+    ("prompt_length", 1, ""),
+    ("num_prompts", 2, " (rewards are z-scored across the batch)"),
+    ("steps", 1, ""),
+    ("max_evaluations", 1, ""),
+    ("n_epochs", 1, ""),
+    ("ent_coef", 0, ""),
+    ("adapter_hidden", 1, ""),
+    ("fluency_weight", 0, " (a negative weight would reward token salad)"),
+    ("incorrect_coef", 0, ""),
+    ("top_k", 1, ""),
+    ("seed", 0, ""),
+    ("max_batch_tokens", 1, ""),
+)
+# Settings that must be > 0.
+_POSITIVE = ("learning_rate", "correct_coef")
 
 
 @dataclass
@@ -83,30 +103,38 @@ class TrainConfig:
     """Where run folders go."""
     evaluate_test: bool = True
     """Score the empty, manual and learned prompts on the test split at the end."""
+    device: str = "auto"
+    """Where the target LM, the policy and the scorer run: auto (CUDA, then MPS, then CPU), cpu,
+    cuda, cuda:N or mps."""
     dtype: str = "auto"
-    """Target LM weights: fp32, bf16, or auto (bf16 where the CPU has fast bf16, else fp32)."""
-    max_batch_tokens: int = 16384
-    """Memory bound of one scoring forward pass, in tokens."""
+    """Target LM and backbone weights: fp32, bf16, or auto (bf16 where the device has fast bf16:
+    CUDA GPUs that support it, CPUs with AMX or AVX512-BF16; else fp32)."""
+    max_batch_tokens: int | None = None
+    """Memory bound of one scoring forward pass, in tokens; default: 16384 on a CPU, 65536 on CUDA."""
 
     def check(self) -> None:
-        """Raise on values no run could use."""
+        """Raise on values no run could use, before anything loads; also that the device exists."""
         self._check_types()
-        if not isinstance(self.prompt_length, int) or self.prompt_length < 1:
-            raise RLPromptError(f"prompt length must be an integer >= 1, got {self.prompt_length!r}")
-        if self.num_prompts < 2:
-            raise RLPromptError(f"num_prompts must be >= 2 (rewards are z-scored across the batch), got {self.num_prompts}")
-        if self.steps < 1:
-            raise RLPromptError(f"steps must be >= 1, got {self.steps}")
+        for name, low, why in _LOWER_BOUNDS:
+            value = getattr(self, name)
+            if value is not None and value < low:
+                flag = "--" + name.replace("_", "-")
+                raise RLPromptError(f"{flag} must be >= {low:g}{why}, got {value!r}")
+        for name in _POSITIVE:
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise RLPromptError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
+        for name in ("ent_coef", "fluency_weight", "incorrect_coef"):
+            if not math.isfinite(getattr(self, name)):
+                raise RLPromptError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)!r}")
         if self.algo not in ("ppo", "a2c", "random"):
             raise RLPromptError(f"unknown algo '{self.algo}'; valid: ppo, a2c, random")
-        if self.max_evaluations is not None and self.max_evaluations < 1:
-            raise RLPromptError(f"max_evaluations must be >= 1, got {self.max_evaluations}")
         if self.reward not in ("gap", "accuracy"):
             raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
         calibration_splits(self.calibration)  # raises on an unknown calibration
-        resolve_dtype(self.dtype)
-        if self.top_k < 1:
-            raise RLPromptError(f"top_k must be >= 1, got {self.top_k}")
+        check_dtype_name(self.dtype)
+        check_device_name(self.device)
+        resolve_device(self.device)  # a device this machine lacks fails here, not after loading
 
     def _check_types(self) -> None:
         hints = typing.get_type_hints(type(self))

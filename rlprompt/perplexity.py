@@ -32,13 +32,14 @@ def mean_log_likelihood(model, tokenizer, prompts: Sequence[str]) -> np.ndarray:
     scored = [i for i, s in enumerate(sequences) if len(s) >= 2]
     if not scored:
         return result
-    ids, mask = right_pad([sequences[i] for i in scored], pad_token_id(tokenizer))
+    device = next(model.parameters()).device
+    ids, mask = right_pad([sequences[i] for i in scored], pad_token_id(tokenizer), device=device)
     with torch.inference_mode():
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
     log_probs = logits[:, :-1].log_softmax(dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
     target_mask = mask[:, 1:].float()
     means = (log_probs * target_mask).sum(dim=1) / target_mask.sum(dim=1)
-    result[scored] = means.numpy()
+    result[scored] = means.cpu().numpy()
     return result
 
 

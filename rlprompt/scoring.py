@@ -12,12 +12,15 @@ multiplied by the verbalizer rows of the output embedding, never the whole vocab
 
 from __future__ import annotations
 
+import functools
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from rlprompt.devices import default_batch_tokens, tune_host_allocator
 from rlprompt.errors import RLPromptError
 from rlprompt.models import LoadedModel
 from rlprompt.template import Template
@@ -121,7 +124,7 @@ class Scorer:
         template: Where the sentence, prompt and mask go.
         verbalizers: One single-token label word per class, e.g. ``[" terrible", " great"]``.
         max_batch_tokens: Upper bound on tokens (cached ones included) in one forward pass;
-            bounds memory.
+            bounds memory. Default: per device (:func:`rlprompt.devices.default_batch_tokens`).
         prefix_cache: Reuse each example's prefix across prompts (causal LMs). Turning it off
             gives the plain path, kept as the reference for equivalence tests and benchmarks.
         example_block: Examples whose prefixes are cached at once; bounds the cache's memory.
@@ -137,7 +140,7 @@ class Scorer:
         template: Template,
         verbalizers: Sequence[str],
         *,
-        max_batch_tokens: int = 16384,
+        max_batch_tokens: int | None = None,
         prefix_cache: bool = True,
         example_block: int = 256,
         keep_all_prefixes: bool = False,
@@ -145,15 +148,18 @@ class Scorer:
         self.lm = lm
         self.encoder = TemplateEncoder(lm.tokenizer, lm.kind, template)
         self.verbalizer_ids = verbalizer_token_ids(lm.tokenizer, verbalizers, lm.name)
-        self.max_batch_tokens = max_batch_tokens
+        self.device = lm.device
+        if self.device.type == "cpu":
+            tune_host_allocator()
+        self.max_batch_tokens = max_batch_tokens or default_batch_tokens(self.device)
         self.example_block = example_block
         self.keep_all_prefixes = keep_all_prefixes
         self.prefix_cache = prefix_cache and lm.kind == "causal"
         model = lm.model
         head = model.get_output_embeddings()
-        ids = torch.tensor(self.verbalizer_ids)
+        ids = torch.tensor(self.verbalizer_ids, device=self.device)
         # The read-out runs in fp32 whatever the model's dtype: a handful of rows, and bf16
-        # rounding would flip close calls.
+        # rounding would flip close calls. This is where the model's dtype meets fp32.
         self._head_weight = head.weight.detach()[ids].float()
         bias = getattr(head, "bias", None)
         self._head_bias = bias.detach()[ids].float() if bias is not None else None
@@ -166,7 +172,10 @@ class Scorer:
         return len(self.verbalizer_ids)
 
     def class_logits(self, prompts: Sequence[str], sentences: Sequence[str]) -> torch.Tensor:
-        """Verbalizer logits, shape ``[len(prompts), len(sentences), num_classes]``, float32."""
+        """Verbalizer logits, shape ``[len(prompts), len(sentences), num_classes]``, float32, on the CPU.
+
+        Everything stays on the model's device until this one copy of the result to the host.
+        """
         if not prompts or not sentences:
             return torch.zeros(len(prompts), len(sentences), self.num_classes)
         with torch.inference_mode():
@@ -185,7 +194,7 @@ class Scorer:
                 )
             else:
                 logits = self._plain_causal_logits(prompts, sentences)
-        return logits.float().reshape(len(prompts), len(sentences), self.num_classes)
+        return logits.float().reshape(len(prompts), len(sentences), self.num_classes).cpu()
 
     # -- read-out -------------------------------------------------------------------------
 
@@ -207,7 +216,7 @@ class Scorer:
         ]
         outputs = []
         for chunk in token_bounded_chunks([len(s) for s in sequences], self.max_batch_tokens):
-            ids, mask = left_pad([sequences[i] for i in chunk], self._pad_id)
+            ids, mask = left_pad([sequences[i] for i in chunk], self._pad_id, device=self.device)
             hidden = self.lm.model.base_model(
                 input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False
             ).last_hidden_state
@@ -223,7 +232,7 @@ class Scorer:
         if state is None:
             # The prompt does not change the prefix, so the empty prompt gives it.
             prefixes = [self.encoder.encode(sentence, "").prefix for sentence in sentences]
-            state = _PrefixState.compute(self.lm.model, prefixes, self._pad_id, self.max_batch_tokens)
+            state = _PrefixState.compute(self.lm.model, prefixes, self._pad_id, self.max_batch_tokens, self.device)
             if remember:
                 if len(self._prefix_states) >= 4 and not self.keep_all_prefixes:
                     self._prefix_states.pop(next(iter(self._prefix_states)))
@@ -233,28 +242,32 @@ class Scorer:
     def _cached_causal_logits(self, prompts: Sequence[str], sentences: Sequence[str], remember: bool) -> torch.Tensor:
         state = self._prefix_state(sentences, remember)
         suffixes = [self.encoder.encode(sentence, prompt).suffix for prompt in prompts for sentence in sentences]
-        example_of_pair = torch.arange(len(sentences)).repeat(len(prompts))
+        # Pair i is (prompt i // E, example i % E). Lengths are read from the host copy: indexing
+        # a device tensor per pair would sync with the device hundreds of times per call.
+        example_of_pair = [i % len(sentences) for i in range(len(suffixes))]
+        lengths = state.host_lengths
         # Pairs sorted by prefix length share a batch with pairs of similar length: little padding.
-        order = sorted(range(len(suffixes)), key=lambda i: int(state.lengths[example_of_pair[i]]))
-        cost = [int(state.lengths[example_of_pair[i]]) + len(suffixes[i]) for i in order]
-        logits = torch.empty(len(suffixes), self.num_classes)
+        order = sorted(range(len(suffixes)), key=lambda i: lengths[example_of_pair[i]])
+        cost = [lengths[example_of_pair[i]] + len(suffixes[i]) for i in order]
+        logits = torch.empty(len(suffixes), self.num_classes, device=self.device)
+        keyword = _cache_keyword(type(self.lm.model.base_model))
         for chunk in token_bounded_chunks(cost, self.max_batch_tokens):
             pairs = [order[i] for i in chunk]
-            rows = example_of_pair[pairs]
-            hidden = state.last_hidden[rows].clone()
-            has_suffix = torch.tensor([len(suffixes[i]) > 0 for i in pairs])
-            if has_suffix.any():
-                selected = rows[has_suffix]
-                ids, suffix_mask = left_pad([suffixes[i] for i in pairs if suffixes[i]], self._pad_id)
-                width = int(state.lengths[selected].max())
+            with_suffix = [i for i in pairs if suffixes[i]]
+            hidden = state.last_hidden[_index([example_of_pair[i] for i in pairs], self.device)]
+            if with_suffix:
+                examples = [example_of_pair[i] for i in with_suffix]
+                selected = _index(examples, self.device)
+                ids, suffix_mask = left_pad([suffixes[i] for i in with_suffix], self._pad_id, device=self.device)
+                width = max(lengths[e] for e in examples)
                 cache = state.cache_for(selected, width, self.lm.model.config)
                 mask = torch.cat([state.mask[selected, -width:], suffix_mask], dim=1)
                 positions = state.lengths[selected, None] + _positions(suffix_mask)
                 out = self.lm.model.base_model(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{keyword: cache}
                 ).last_hidden_state
-                hidden[has_suffix] = out[:, -1]
-            logits[pairs] = self._readout(hidden)
+                hidden[_index([k for k, i in enumerate(pairs) if suffixes[i]], self.device)] = out[:, -1]
+            logits[_index(pairs, self.device)] = self._readout(hidden)
         return logits
 
     # -- masked ---------------------------------------------------------------------------
@@ -265,12 +278,12 @@ class Scorer:
         outputs = []
         with _output_embeddings_removed(self.lm.model):
             for chunk in token_bounded_chunks([len(s) for s in sequences], self.max_batch_tokens):
-                ids, mask = right_pad([sequences[i] for i in chunk], self._pad_id)
+                ids, mask = right_pad([sequences[i] for i in chunk], self._pad_id, device=self.device)
                 # With the vocabulary projection removed, the MLM head returns its transformed
                 # hidden states; only the mask position meets the verbalizer rows.
                 transformed = self.lm.model(input_ids=ids, attention_mask=mask).logits
-                mask_positions = torch.tensor([pairs[i].mask_index for i in chunk])
-                outputs.append(self._readout(transformed[torch.arange(len(chunk)), mask_positions]))
+                mask_positions = _index([pairs[i].mask_index for i in chunk], self.device)
+                outputs.append(self._readout(transformed[torch.arange(len(chunk), device=self.device), mask_positions]))
         return torch.cat(outputs)
 
 
@@ -365,6 +378,21 @@ def _output_embeddings_removed(model):
         setattr(parent, name, head)
 
 
+def _index(values: Sequence[int], device: torch.device) -> torch.Tensor:
+    """An index tensor on ``device``, built on the host and copied once."""
+    return torch.tensor(values, dtype=torch.long).to(device, non_blocking=True)
+
+
+@functools.cache
+def _cache_keyword(model_class: type) -> str:
+    """The keyword a model's ``forward`` takes its KV cache under.
+
+    transformers renamed ``past_key_values`` to ``cache`` (5.2x: the old name warns, and goes
+    in 5.40). Reading the signature, not the version, keeps both working.
+    """
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 @dataclass
 class _PrefixState:
     """Keys/values, padding mask and last hidden state of each example's prefix (left-padded)."""
@@ -373,50 +401,61 @@ class _PrefixState:
     values: list[torch.Tensor]
     mask: torch.Tensor
     lengths: torch.Tensor
+    host_lengths: list[int]
+    """``lengths`` on the host, for batching decisions."""
     last_hidden: torch.Tensor
 
     @classmethod
-    def compute(cls, model, prefixes: list[tuple[int, ...]], pad_id: int, max_batch_tokens: int) -> _PrefixState:
+    def compute(
+        cls, model, prefixes: list[tuple[int, ...]], pad_id: int, max_batch_tokens: int, device: torch.device
+    ) -> _PrefixState:
         """Run every prefix once, in length-sorted batches, left-padded to a common width."""
         from transformers import DynamicCache
 
         width = max(len(p) for p in prefixes)
-        _, mask = left_pad(prefixes, pad_id, width)
+        _, mask = left_pad(prefixes, pad_id, width, device=device)
         order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
         last_hidden = None
+        keyword = _cache_keyword(type(model.base_model))
         for chunk in token_bounded_chunks([len(prefixes[i]) for i in order], max_batch_tokens):
             batch = [order[i] for i in chunk]
-            ids, batch_mask = left_pad([prefixes[i] for i in batch], pad_id)
+            ids, batch_mask = left_pad([prefixes[i] for i in batch], pad_id, device=device)
+            cache = DynamicCache(config=model.config)
             out = model.base_model(
-                input_ids=ids,
-                attention_mask=batch_mask,
-                position_ids=_positions(batch_mask),
-                past_key_values=DynamicCache(config=model.config),
-                use_cache=True,
+                input_ids=ids, attention_mask=batch_mask, position_ids=_positions(batch_mask), use_cache=True, **{keyword: cache}
             )
             if last_hidden is None:
                 last_hidden = out.last_hidden_state.new_zeros(len(prefixes), out.last_hidden_state.shape[-1])
-                for layer in out.past_key_values.layers:
+                for layer in cache.layers:
                     shape = (len(prefixes), *layer.keys.shape[1:2], width, layer.keys.shape[-1])
                     keys.append(layer.keys.new_zeros(shape))
                     values.append(layer.values.new_zeros(shape[:-1] + (layer.values.shape[-1],)))
-            rows = torch.tensor(batch)
+            rows = _index(batch, device)
             last_hidden[rows] = out.last_hidden_state[:, -1]
             batch_width = ids.shape[1]
             # Masked-out zeros pad each batch on the left to the common width.
-            for layer, k, v in zip(out.past_key_values.layers, keys, values):
+            for layer, k, v in zip(cache.layers, keys, values):
                 k[rows, :, width - batch_width:] = layer.keys
                 v[rows, :, width - batch_width:] = layer.values
-        return cls(keys=keys, values=values, mask=mask, lengths=mask.sum(dim=1), last_hidden=last_hidden)
+        return cls(
+            keys=keys, values=values, mask=mask, lengths=mask.sum(dim=1), host_lengths=[len(p) for p in prefixes],
+            last_hidden=last_hidden,
+        )
 
     def cache_for(self, rows: torch.Tensor, width: int, config):
         """A fresh cache with the last ``width`` positions of ``rows`` (the forward pass appends to it)."""
         from transformers import DynamicCache
 
-        data = [(k[rows, :, -width:], v[rows, :, -width:]) for k, v in zip(self.keys, self.values)]
-        return DynamicCache(ddp_cache_data=data, config=config)
+        cache = DynamicCache(config=config)
+        for layer, k, v in zip(cache.layers, self.keys, self.values):
+            # A zero-length update initialises the layer; the gathered rows then become its
+            # contents as they are. (Passing them through update() or ddp_cache_data would
+            # copy every row once more, concatenated onto an empty tensor.)
+            layer.update(k[:0, :, :0], v[:0, :, :0])
+            layer.keys, layer.values = k[rows, :, -width:], v[rows, :, -width:]
+        return cache
 
 
 def token_bounded_chunks(lengths: Sequence[int], max_tokens: int) -> list[range]:
@@ -436,24 +475,24 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, width: int | None = None, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Ids and attention mask, padded on the left so every row ends at its last token."""
     width = width or max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            ids[row, width - len(seq):] = torch.tensor(seq)
-            mask[row, width - len(seq):] = 1
-    return ids, mask
+    rows = [[pad_id] * (width - len(s)) + list(s) for s in sequences]
+    masks = [[0] * (width - len(s)) + [1] * len(s) for s in sequences]
+    return _to(rows, device), _to(masks, device)
 
 
-def right_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def right_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Ids and attention mask, padded on the right."""
     width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-    return ids, mask
+    rows = [list(s) + [pad_id] * (width - len(s)) for s in sequences]
+    masks = [[1] * len(s) + [0] * (width - len(s)) for s in sequences]
+    return _to(rows, device), _to(masks, device)
+
+
+def _to(rows: list[list[int]], device: torch.device | str) -> torch.Tensor:
+    # Built on the host in one go, then one copy: no per-row writes into device memory.
+    return torch.tensor(rows, dtype=torch.long).to(device, non_blocking=True)

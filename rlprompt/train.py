@@ -18,7 +18,7 @@ import torch
 
 from envs.vec_env import PromptVecEnv
 from policies.lm_adapter import LMAdapterPolicy
-from policies.vocab import build_vocabulary
+from policies.vocab import build_vocabulary, check_vocabulary_name
 from rewards.cache import CachedReward
 from rewards.classification import AccuracyReward, GapReward
 from rewards.fluency import FluencyReward
@@ -27,7 +27,8 @@ from rlprompt.callbacks import PromptSelector, TopKPromptCallback
 from rlprompt.config import TrainConfig
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import PromptScore, score_prompts, task_scorer
-from rlprompt.models import LoadedModel, load_model, resolve_dtype
+from rlprompt.devices import dtype_name, resolve_device, resolve_dtype
+from rlprompt.models import LoadedModel, load_model
 from rlprompt.perplexity import perplexity, start_token_id
 from rlprompt.tasks import Task, load_task
 
@@ -61,7 +62,7 @@ def load_config_task(config: TrainConfig) -> Task:
 
 def _policy_backbone(config: TrainConfig, target: LoadedModel) -> LoadedModel:
     spec = config.policy_lm or (config.target_lm if target.kind == "causal" else "smollm2-135m")
-    backbone = target if spec == target.name else load_model(spec, target.model.dtype)
+    backbone = target if spec == target.name else load_model(spec, target.dtype, target.device)
     if backbone.kind != "causal":
         raise RLPromptError(f"policy backbone '{spec}' is a masked LM; the policy needs a causal LM")
     return backbone
@@ -89,11 +90,13 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
         A Ctrl-C stops training early; the best prompt so far is still written and returned.
     """
     config.check()
+    check_vocabulary_name(config.vocabulary)
     started = time.monotonic()
     out_dir = run_dir(config)
     task = load_config_task(config)
     task.require("train", "dev")
-    target = load_model(config.target_lm, resolve_dtype(config.dtype))
+    device = resolve_device(config.device)
+    target = load_model(config.target_lm, resolve_dtype(config.dtype, device), device)
     scorer = task_scorer(target, task, config.calibration, max_batch_tokens=config.max_batch_tokens)
     backbone = _policy_backbone(config, target)
     vocab = build_vocabulary(backbone.tokenizer, config.vocabulary, backbone.model)
@@ -133,6 +136,7 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
             candidates=ranked,
             perplexity=best.perplexity,
             perplexity_lm=backbone.name,
+            dtype=dtype_name(target.dtype),
         )
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +150,7 @@ def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
     )
     env_steps = lambda: selector.batches  # noqa: E731
     interrupted = False
-    algorithm = None if config.algo == "random" else _algorithm(config, env, backbone, vocab, out_dir)
+    algorithm = None if config.algo == "random" else _algorithm(config, env, backbone, vocab, out_dir, device)
     try:
         if algorithm is None:
             _random_search(config, env, selector, progress_bar)
@@ -200,7 +204,7 @@ def _random_search(config: TrainConfig, env: PromptVecEnv, selector: PromptSelec
             return
 
 
-def _algorithm(config: TrainConfig, env: PromptVecEnv, backbone: LoadedModel, vocab, out_dir: Path):
+def _algorithm(config: TrainConfig, env: PromptVecEnv, backbone: LoadedModel, vocab, out_dir: Path, device: torch.device):
     from stable_baselines3 import A2C, PPO
 
     policy_kwargs = dict(
@@ -219,7 +223,7 @@ def _algorithm(config: TrainConfig, env: PromptVecEnv, backbone: LoadedModel, vo
         ent_coef=config.ent_coef,
         policy_kwargs=policy_kwargs,
         seed=config.seed,
-        device="cpu",
+        device=device,
         tensorboard_log=str(out_dir / "tensorboard"),
         verbose=0,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rlprompt.artifact import PromptFile, write_json_atomic
+from rlprompt.devices import check_device_name, check_dtype_name
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import score_prompts, task_scorer
 from rlprompt.models import load_model
@@ -38,6 +39,8 @@ def transfer_matrix(
     task_name: str | None = None,
     data: str | None = None,
     split: str = "test",
+    dtype: str = "auto",
+    device: str = "auto",
 ) -> list[TransferRow]:
     """Score every prompt file's prompt, plus the empty and manual prompts, on every model.
 
@@ -48,11 +51,15 @@ def transfer_matrix(
         task_name: Task to load (default: the first prompt file's).
         data: Task data location.
         split: Split to score.
+        dtype: Weight dtype of every model (see :mod:`rlprompt.devices`).
+        device: Where the models run.
     """
     if not prompt_files:
         raise RLPromptError("transfer needs at least one prompt file")
     if not target_lms:
         raise RLPromptError("transfer needs at least one target model")
+    check_dtype_name(dtype)
+    check_device_name(device)
     reference = prompt_files[0].task
     calibrations = sorted({p.task.calibration for p in prompt_files})
     if len(calibrations) > 1:
@@ -64,7 +71,7 @@ def transfer_matrix(
     rows = [TransferRow("empty", "", None), TransferRow("manual", tasks[0].manual_prompt, None)]
     rows += [TransferRow(label, p.prompt, p.target_lm) for label, p in zip(labels, prompt_files)]
     for spec in target_lms:
-        lm = load_model(spec)
+        lm = load_model(spec, dtype, device)
         reference_scores = score_prompts(task_scorer(lm, tasks[0], reference.calibration), ["", tasks[0].manual_prompt], tasks[0].split(split))
         for row, score in zip(rows[:2], reference_scores):
             row.accuracy[spec] = score.accuracy

@@ -3,6 +3,10 @@
 Everything here is offline and fast. Tests that need the real SmolLM2 / Gemma weights are marked
 ``real_model``; tests that read ``../shared/data`` are marked ``shared_data`` and skip when it
 is absent.
+
+The precision the suite runs in is what ``--dtype auto`` resolves to: bf16 on a CPU with fast
+bf16, else fp32. ``RLPROMPT_DTYPE=fp32`` or ``=bf16`` forces it for the tiny models built here
+and for every model the code under test loads, so any machine can run both passes.
 """
 
 from __future__ import annotations
@@ -16,11 +20,62 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from rlprompt.devices import dtype_name, resolve_dtype  # noqa: E402
 from rlprompt.models import LoadedModel  # noqa: E402
 from rlprompt.tasks import DEMO_DIR  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]
+TEST_DTYPE = resolve_dtype("auto")
+"""The dtype of this test run (see the module docstring)."""
+
+
+def pytest_report_header(config) -> str:
+    forced = os.environ.get("RLPROMPT_DTYPE")
+    return f"rlprompt: models in {dtype_name(TEST_DTYPE)} ({'RLPROMPT_DTYPE=' + forced if forced else 'auto on this machine'})"
+
+
+def available_devices() -> list[str]:
+    """The CPU and every accelerator torch sees here."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+@pytest.fixture(params=["cuda", "mps"])
+def accelerator(request) -> str:
+    """Each accelerator kind; a test using it skips, with the reason, where there is none."""
+    present = [d for d in available_devices() if d.startswith(request.param)]
+    if not present:
+        pytest.skip(f"no {request.param} device on this machine")
+    return present[0]
+
+
+class Tolerance:
+    """How close one quantity computed two ways (with or without the prefix cache, batched or
+    alone, by the library or by a direct model call) must be in this run's dtype.
+
+    fp32 paths agree to float rounding. bf16 keeps 8 mantissa bits, so each path rounds its
+    activations differently: about 1.6% relative (torch's own bf16 default), plus an absolute
+    slack for the near-zero logits of the tiny random models.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        bf16 = dtype == torch.bfloat16
+        self.logits = dict(atol=2e-3, rtol=1.6e-2) if bf16 else dict(atol=1e-4, rtol=0.0)
+        """Keyword arguments for ``torch.testing.assert_close`` on class logits."""
+        self.reward = 2e-2 if bf16 else 1e-3
+        """Absolute tolerance of a gap reward (200 x a probability gap)."""
+        self.log_likelihood = 5e-3 if bf16 else 1e-5
+        """Absolute tolerance of a mean token log-likelihood."""
+
+
+@pytest.fixture(scope="session")
+def tol() -> Tolerance:
+    return Tolerance(TEST_DTYPE)
 
 
 def _corpus() -> list[str]:
@@ -64,7 +119,7 @@ def wordpiece_tokenizer():
 def _frozen(model: torch.nn.Module) -> torch.nn.Module:
     model.eval()
     model.requires_grad_(False)
-    return model
+    return model.to(TEST_DTYPE)
 
 
 @pytest.fixture(scope="session")

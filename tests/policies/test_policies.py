@@ -111,6 +111,31 @@ def test_ppo_learns_a_rewarded_token(tiny_llama) -> None:
     assert after > 0.5
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_trainable_parts_stay_fp32_whatever_the_backbone_dtype(tiny_llama, dtype) -> None:
+    """A bf16 backbone used to crash PPO: its bf16 head rows met the fp32 adapter output."""
+    import copy
+
+    from stable_baselines3 import PPO
+
+    backbone = copy.deepcopy(tiny_llama.model).to(dtype)
+    vocab = build_vocabulary(tiny_llama.tokenizer, "words")
+    env = PromptVecEnv(lambda prompts: RewardBatch(np.arange(len(prompts), dtype=float), np.zeros(len(prompts))), vocab, num_envs=4, prompt_length=2)
+    algo = PPO(
+        LMAdapterPolicy, env, n_steps=2, batch_size=8, n_epochs=1, gamma=1.0, seed=0, device="cpu",
+        policy_kwargs=dict(backbone=backbone, action_token_ids=vocab.token_ids, start_token_id=tiny_llama.tokenizer.bos_token_id, adapter_hidden=16),
+    )
+    policy = algo.policy
+    assert {p.dtype for p in policy.parameters()} == {torch.float32}, "adapter, value head and action head are fp32"
+    head_rows = backbone.get_output_embeddings().weight[list(vocab.token_ids)]
+    torch.testing.assert_close(policy.action_net.weight, head_rows.float())
+    before = [p.detach().clone() for p in policy.trainable_parameters()]
+    algo.learn(total_timesteps=4 * 2 * 2)
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.trainable_parameters())), "the update ran"
+    features = policy.extract_features(torch.tensor([[3.0, 5.0, 2.0]]), policy.features_extractor)
+    assert features.dtype is torch.float32 and features.shape == (1, backbone.config.hidden_size)
+
+
 def test_top_k_vocabulary_ranks_words_by_the_backbone_prior(tiny_llama) -> None:
     from policies.vocab import unigram_prior
 

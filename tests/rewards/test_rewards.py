@@ -43,14 +43,14 @@ def demo_scorer(tiny_llama):
     return task, Scorer(tiny_llama, task.template, [" terrible", " great"])
 
 
-def test_batched_reward_equals_per_prompt_reward(demo_scorer) -> None:
+def test_batched_reward_equals_per_prompt_reward(demo_scorer, tol) -> None:
     task, scorer = demo_scorer
     reward = GapReward(scorer, task.train[:12])
     prompts = ["It was", "", "great great terrible", "the food", "It"]
     batch = reward(prompts)
     for i, prompt in enumerate(prompts):
         alone = reward([prompt])
-        assert alone.rewards[0] == pytest.approx(batch.rewards[i], abs=1e-4)
+        assert alone.rewards[0] == pytest.approx(batch.rewards[i], abs=tol.reward)
         assert alone.accuracy[0] == batch.accuracy[i]
 
 
@@ -84,10 +84,10 @@ def test_cached_reward_scores_each_distinct_prompt_once() -> None:
     assert cached.hit_rate == pytest.approx(0.4)
 
 
-def test_gap_reward_same_with_and_without_prefix_cache(tiny_llama) -> None:
+def test_gap_reward_same_with_and_without_prefix_cache(tiny_llama, tol) -> None:
     task = load_task("demo")
     prompts = ["It was", "", "the food was"]
     cached = GapReward(Scorer(tiny_llama, task.template, task.verbalizers), task.train)(prompts)
     plain = GapReward(Scorer(tiny_llama, task.template, task.verbalizers, prefix_cache=False), task.train)(prompts)
-    assert cached.rewards == pytest.approx(plain.rewards, abs=1e-3)
+    assert cached.rewards == pytest.approx(plain.rewards, abs=tol.reward)
     assert cached.accuracy.tolist() == plain.accuracy.tolist()

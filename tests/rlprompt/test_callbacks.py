@@ -53,10 +53,12 @@ def test_a_better_dev_prompt_replaces_the_best_and_history_records_each_batch() 
     selector.add([_info("b", 0.1)])
     assert saved == ["a", "b"]
     assert selector.best is not None and selector.best.prompt == "b"
+    seconds = [row.pop("seconds") for row in selector.history]
     assert selector.history == [
         {"batch": 1, "prompts_sampled": 1, "evaluations": 3, "best_dev_accuracy": 0.5, "best_train_reward": 1.0},
         {"batch": 2, "prompts_sampled": 2, "evaluations": 7, "best_dev_accuracy": 0.75, "best_train_reward": 0.1},
     ]
+    assert 0 <= seconds[0] <= seconds[1], "wall time since the selector started, per batch"
 
 
 def test_callback_stops_training_once_the_evaluation_budget_is_spent() -> None:

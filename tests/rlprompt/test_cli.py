@@ -93,10 +93,22 @@ def test_multi_token_verbalizer(tmp_path: Path, tiny_llama_dir: Path) -> None:
     assert_bad_input(result, "verbalizer ' xqzzy' is", "each verbalizer must be a single token")
 
 
-def test_prompt_length_zero(tmp_path: Path) -> None:
-    result = run_cli("train", "--prompt-length", "0", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--prompt-length", "0"], "--prompt-length must be >= 1, got 0"),
+        (["--adapter-hidden", "0"], "--adapter-hidden must be >= 1, got 0"),
+        (["--learning-rate", "-1"], "--learning-rate must be a positive number, got -1.0"),
+        (["--max-batch-tokens", "0"], "--max-batch-tokens must be >= 1, got 0"),
+        (["--device", "tpu"], "unknown device 'tpu'; valid: auto, cpu, cuda, cuda:N, mps"),
+        (["--vocabulary", "top-0"], "action vocabulary 'top-0': K must be a positive integer, as in top-2000"),
+    ],
+)
+def test_invalid_settings_fail_in_one_line_before_any_model_loads(tmp_path: Path, flags: list[str], message: str) -> None:
+    # The target does not exist: reaching the model loader would give another message.
+    result = run_cli("train", "--target-lm", str(tmp_path / "no-model.gguf"), *flags, cwd=tmp_path)
     line = assert_bad_input(result)
-    assert line == "rlprompt: error: prompt length must be an integer >= 1, got 0"
+    assert line == f"rlprompt: error: {message}"
 
 
 def test_eval_invalid_prompt_file(tmp_path: Path, tiny_llama_dir: Path) -> None:
@@ -228,3 +240,34 @@ def test_export_csv(trained: tuple[subprocess.CompletedProcess[str], Path]) -> N
     assert 1 <= len(rows) - 1 <= 4  # the top 3 by training reward, plus the best on dev if it left them
     assert [row[0] for row in rows[1:]] == [str(i) for i in range(1, len(rows))]
     assert rows[1][1] == PromptFile.load(runs / "r" / "prompt.json").prompt
+
+
+def _env_rows(stdout: str) -> dict[str, str]:
+    return {line[:20].strip(): line[20:].strip() for line in stdout.splitlines()}
+
+
+def test_env_reports_versions_and_what_auto_resolves_to_offline(tmp_path: Path) -> None:
+    import torch
+
+    from rlprompt.devices import cpu_has_fast_bf16
+
+    env = {k: v for k, v in cli_env().items() if k not in ("RLPROMPT_DTYPE", "RLPROMPT_DEVICE")}
+    result = subprocess.run(cli_command("env"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    rows = _env_rows(result.stdout)
+    assert rows["torch"] == torch.__version__
+    assert rows["hugging face hub"] == "offline (HF_HUB_OFFLINE=1)"
+    expected_device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert rows["--device auto"] == expected_device
+    if expected_device == "cpu":
+        assert rows["--dtype auto"] == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    assert rows["overrides"] == "none (RLPROMPT_DEVICE, RLPROMPT_DTYPE unset)"
+    assert {"model smollm2-135m", "model gemma3-270m", "model cache", "cpu bf16 flags", "gymnasium", "stable-baselines3"} <= set(rows)
+
+    forced = subprocess.run(
+        cli_command("env"), cwd=tmp_path, env={**env, "RLPROMPT_DTYPE": "fp32", "RLPROMPT_DEVICE": "cpu"},
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    rows = _env_rows(forced.stdout)
+    assert (rows["--device auto"], rows["--dtype auto"]) == ("cpu", "fp32")
+    assert rows["overrides"] == "RLPROMPT_DEVICE=cpu, RLPROMPT_DTYPE=fp32"

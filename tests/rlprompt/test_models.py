@@ -6,13 +6,15 @@ import pytest
 import torch
 
 from rlprompt.errors import RLPromptError
-from rlprompt.models import fast_bf16, load_model, model_kind, resolve_dtype
+from rlprompt.devices import cpu_has_fast_bf16, resolve_dtype
+from rlprompt.models import load_model, model_kind
 
 
-def test_resolve_dtype() -> None:
+def test_resolve_dtype(monkeypatch) -> None:
+    monkeypatch.delenv("RLPROMPT_DTYPE", raising=False)
     assert resolve_dtype("fp32") is torch.float32
     assert resolve_dtype("bf16") is torch.bfloat16
-    assert resolve_dtype("auto") is (torch.bfloat16 if fast_bf16() else torch.float32)
+    assert resolve_dtype("auto") is (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
     with pytest.raises(RLPromptError, match="unknown dtype 'fp16'; valid: auto, fp32, bf16"):
         resolve_dtype("fp16")
 

@@ -23,29 +23,29 @@ VERBALIZERS = [" terrible", " great"]
 @pytest.mark.parametrize(
     "template", ["{sentence} {prompt} {mask}", "Review: {sentence} {prompt}\nSentiment: {mask}", "{prompt} {sentence} It was {mask}"]
 )
-def test_prefix_cache_matches_plain_path(model_fixture: str, template: str, request: pytest.FixtureRequest) -> None:
+def test_prefix_cache_matches_plain_path(model_fixture: str, template: str, request: pytest.FixtureRequest, tol) -> None:
     lm = request.getfixturevalue(model_fixture)
     cached = Scorer(lm, Template(template), VERBALIZERS, prefix_cache=True)
     plain = Scorer(lm, Template(template), VERBALIZERS, prefix_cache=False)
     a = cached.class_logits(PROMPTS, SENTENCES)
     b = plain.class_logits(PROMPTS, SENTENCES)
     assert a.shape == (len(PROMPTS), len(SENTENCES), 2)
-    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    torch.testing.assert_close(a, b, **tol.logits)
 
 
 @pytest.mark.parametrize("padding_side", ["left", "right"])
-def test_prefix_cache_independent_of_chunking_and_tokenizer_padding_side(tiny_llama, padding_side: str) -> None:
+def test_prefix_cache_independent_of_chunking_and_tokenizer_padding_side(tiny_llama, padding_side: str, tol) -> None:
     tiny_llama.tokenizer.padding_side = padding_side
     template = Template("{sentence} {prompt} {mask}")
     one_pass = Scorer(tiny_llama, template, VERBALIZERS).class_logits(PROMPTS, SENTENCES)
     # A tiny token budget forces one pair (or prefix) per forward pass.
     chunked = Scorer(tiny_llama, template, VERBALIZERS, max_batch_tokens=1).class_logits(PROMPTS, SENTENCES)
-    torch.testing.assert_close(one_pass, chunked, atol=1e-4, rtol=0)
+    torch.testing.assert_close(one_pass, chunked, **tol.logits)
     tiny_llama.tokenizer.padding_side = "right"
 
 
 @pytest.mark.parametrize("model_fixture", ["tiny_llama", "tiny_gpt2"])
-def test_causal_logits_equal_direct_model_call(model_fixture: str, request: pytest.FixtureRequest) -> None:
+def test_causal_logits_equal_direct_model_call(model_fixture: str, request: pytest.FixtureRequest, tol) -> None:
     lm = request.getfixturevalue(model_fixture)
     template = Template("{sentence} {prompt} {mask}")
     scorer = Scorer(lm, template, VERBALIZERS)
@@ -53,8 +53,8 @@ def test_causal_logits_equal_direct_model_call(model_fixture: str, request: pyte
     pair = TemplateEncoder(lm.tokenizer, "causal", template).encode(SENTENCES[0], "It was")
     ids = torch.tensor([pair.prefix + pair.suffix])
     with torch.no_grad():
-        direct = lm.model(input_ids=ids).logits[0, -1, verbalizer_token_ids(lm.tokenizer, VERBALIZERS)]
-    torch.testing.assert_close(logits[0, 0], direct, atol=1e-4, rtol=0)
+        direct = lm.model(input_ids=ids).logits[0, -1, verbalizer_token_ids(lm.tokenizer, VERBALIZERS)].float()
+    torch.testing.assert_close(logits[0, 0], direct, **tol.logits)
 
 
 def test_piecewise_encoding_keeps_prompt_ids(tiny_llama) -> None:
@@ -68,7 +68,7 @@ def test_piecewise_encoding_keeps_prompt_ids(tiny_llama) -> None:
     assert empty.prefix == pair.prefix and empty.suffix == ()
 
 
-def test_masked_logits_equal_direct_model_call(tiny_bert) -> None:
+def test_masked_logits_equal_direct_model_call(tiny_bert, tol) -> None:
     template = Template("{sentence} {prompt} {mask} .")
     verbalizers = ["terrible", "great"]
     scorer = Scorer(tiny_bert, template, verbalizers)
@@ -82,8 +82,8 @@ def test_masked_logits_equal_direct_model_call(tiny_bert) -> None:
             assert ids.count(tokenizer.mask_token_id) == 1
             with torch.no_grad():
                 full = tiny_bert.model(input_ids=torch.tensor([ids])).logits[0]
-            expected = full[ids.index(tokenizer.mask_token_id), verbalizer_token_ids(tokenizer, verbalizers)]
-            torch.testing.assert_close(logits[p, e], expected, atol=1e-4, rtol=0)
+            expected = full[ids.index(tokenizer.mask_token_id), verbalizer_token_ids(tokenizer, verbalizers)].float()
+            torch.testing.assert_close(logits[p, e], expected, **tol.logits)
 
 
 def test_multi_token_verbalizer_is_a_clear_error(tiny_llama) -> None:
@@ -106,14 +106,14 @@ def test_empty_inputs_give_empty_logits(tiny_llama) -> None:
     assert scorer.class_logits([], SENTENCES).shape == (0, 4, 2)
 
 
-def test_example_blocks_do_not_change_logits(tiny_llama) -> None:
+def test_example_blocks_do_not_change_logits(tiny_llama, tol) -> None:
     template = Template("{sentence} {prompt} {mask}")
     whole = Scorer(tiny_llama, template, VERBALIZERS).class_logits(PROMPTS, SENTENCES)
     blocked = Scorer(tiny_llama, template, VERBALIZERS, example_block=3).class_logits(PROMPTS, SENTENCES)
-    torch.testing.assert_close(whole, blocked, atol=1e-4, rtol=0)
+    torch.testing.assert_close(whole, blocked, **tol.logits)
 
 
-def test_kept_prefixes_of_every_block_are_reused_across_calls(tiny_llama) -> None:
+def test_kept_prefixes_of_every_block_are_reused_across_calls(tiny_llama, tol) -> None:
     template = Template("{sentence} {prompt} {mask}")
     whole = Scorer(tiny_llama, template, VERBALIZERS).class_logits(PROMPTS, SENTENCES)
     scorer = Scorer(tiny_llama, template, VERBALIZERS, example_block=1, keep_all_prefixes=True)
@@ -122,7 +122,7 @@ def test_kept_prefixes_of_every_block_are_reused_across_calls(tiny_llama) -> Non
     kept = list(scorer._prefix_states.values())
     rest = scorer.class_logits(PROMPTS[1:], SENTENCES)
     assert list(scorer._prefix_states.values()) == kept, "the second call reuses them"
-    torch.testing.assert_close(torch.cat([first, rest]), whole, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.cat([first, rest]), whole, **tol.logits)
 
 
 def test_calibration_subtracts_each_prompts_mean_over_the_reference_inputs(tiny_llama) -> None:
@@ -151,7 +151,7 @@ def test_calibration_choices(tiny_llama) -> None:
         calibration_splits("platt")
 
 
-def test_masked_readout_on_a_roberta_style_head(bpe_tokenizer) -> None:
+def test_masked_readout_on_a_roberta_style_head(bpe_tokenizer, tol) -> None:
     """RoBERTa's LM head (dense, gelu, layer norm, decoder) reads out like a direct call, and is restored."""
     from transformers import RobertaConfig, RobertaForMaskedLM
 
@@ -173,4 +173,4 @@ def test_masked_readout_on_a_roberta_style_head(bpe_tokenizer) -> None:
         ids = list(pair.prefix + pair.suffix)
         with torch.no_grad():
             full = model(input_ids=torch.tensor([ids])).logits[0, pair.mask_index]
-        torch.testing.assert_close(logits[0, e], full[verbalizer_token_ids(bpe_tokenizer, VERBALIZERS)], atol=1e-4, rtol=0)
+        torch.testing.assert_close(logits[0, e], full[verbalizer_token_ids(bpe_tokenizer, VERBALIZERS)], **tol.logits)

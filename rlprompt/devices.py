@@ -1,0 +1,184 @@
+"""Where models run and in what precision: ``--device`` and ``--dtype``, each resolved in one place.
+
+``auto`` is resolved here and nowhere else:
+
+* device ``auto``: CUDA if present, then Apple MPS, then the CPU;
+* dtype ``auto``: bf16 where the device multiplies bf16 natively (a CUDA GPU that supports
+  it; a CPU with AMX or AVX512-BF16, where bf16 scoring is 2-3x faster than fp32), else fp32.
+  MPS stays in fp32: its bf16 support depends on the macOS version and has not been measured.
+
+The environment variables ``RLPROMPT_DEVICE`` and ``RLPROMPT_DTYPE`` replace what ``auto``
+resolves to, for every command and the API alike: the test suite uses them to run the whole
+suite in fp32 and in bf16 on any machine, so a machine without fast bf16 still exercises the
+bf16 path. An explicit ``--device``/``--dtype`` always wins over them.
+
+The name checks import nothing heavy, so a bad setting fails before torch or a model loads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rlprompt.errors import RLPromptError
+
+if TYPE_CHECKING:
+    import torch
+
+DTYPES = ("auto", "fp32", "bf16")
+"""Valid ``--dtype`` values."""
+DEVICES = "auto, cpu, cuda, cuda:N, mps"
+"""Valid ``--device`` values, as shown in error messages."""
+DTYPE_ENV = "RLPROMPT_DTYPE"
+DEVICE_ENV = "RLPROMPT_DEVICE"
+
+_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+# Tokens (cached ones included) in one scoring forward pass. On the CPU the bound is about
+# memory bandwidth: larger batches measured no faster. A GPU wants larger batches to fill it;
+# 65,536 tokens of a 135M model take well under 1 GB of activations.
+_BATCH_TOKENS = {"cpu": 16384, "mps": 16384, "cuda": 65536}
+
+
+def check_device_name(name: str) -> None:
+    """Raise unless ``name`` is a device spelling rlprompt accepts (availability is not checked)."""
+    if not isinstance(name, str) or not _DEVICE_PATTERN.fullmatch(name):
+        raise RLPromptError(f"unknown device '{name}'; valid: {DEVICES}")
+
+
+def check_dtype_name(name: str) -> None:
+    """Raise unless ``name`` is one of :data:`DTYPES`."""
+    if name not in DTYPES:
+        raise RLPromptError(f"unknown dtype '{name}'; valid: {', '.join(DTYPES)}")
+
+
+def _override(variable: str, valid: tuple[str, ...] | None = None) -> str | None:
+    value = os.environ.get(variable, "").strip()
+    if not value or value == "auto":
+        return None
+    if valid is not None and value not in valid:
+        raise RLPromptError(f"environment variable {variable} is '{value}'; valid: {', '.join(valid)} (or unset)")
+    return value
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AMX or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device for ``name`` (see the module docstring for ``auto``).
+
+    Raises:
+        RLPromptError: On an unknown name, or a device this machine does not have.
+    """
+    import torch
+
+    check_device_name(name)
+    if name == "auto":
+        override = _override(DEVICE_ENV)
+        if override is not None:
+            check_device_name(override)
+            name = override
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (torch.cuda.is_available() is False)"
+            raise RLPromptError(f"device '{name}' is not available: this machine has {have}; try --device cpu or auto")
+    if name == "mps" and not _mps_available():
+        raise RLPromptError("device 'mps' is not available (torch.backends.mps.is_available() is False); try --device cpu or auto")
+    return torch.device(name)
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matrix products are native (and so faster than fp32) on ``device``."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return cpu_has_fast_bf16()
+    return False
+
+
+def resolve_dtype(name: str = "auto", device: torch.device | None = None) -> torch.dtype:
+    """``fp32``, ``bf16``, or ``auto`` (bf16 where ``device`` has fast bf16; default device: the CPU).
+
+    Raises:
+        RLPromptError: On an unknown name, or an invalid ``RLPROMPT_DTYPE``.
+    """
+    import torch
+
+    check_dtype_name(name)
+    if name == "auto":
+        name = _override(DTYPE_ENV, DTYPES[1:]) or "auto"
+    if name == "auto":
+        return torch.bfloat16 if has_fast_bf16(device or torch.device("cpu")) else torch.float32
+    return torch.bfloat16 if name == "bf16" else torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``fp32`` or ``bf16``: how prompt files and reports name a dtype."""
+    import torch
+
+    return {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype).removeprefix("torch."))
+
+
+HOST_ALLOCATOR_ENV = "RLPROMPT_HOST_ALLOCATOR"
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+_allocator_tuned = False
+
+
+def tune_host_allocator() -> bool:
+    """Keep freed tensor memory in the process for reuse instead of handing it back to the OS.
+
+    Scoring on the CPU allocates and frees the same large tensors (key/value rows of the
+    cached prefixes, tens of MB each) for every batch. glibc serves blocks above its mmap
+    threshold with fresh pages and gives trimmed heap back to the OS, so every batch pays
+    page faults to get the memory again: 2.6 million faults (10 GB of zeroed pages) per
+    scoring call of 16 prompts x 32 SST-2 inputs when that happens, against about 100 with
+    this tuning, and whether it happens depends on the order of earlier allocations (a
+    second call could run 2-3x slower than the first, cache building included). Raising the
+    mmap threshold to its 32 MB maximum and never trimming makes freed blocks reusable.
+
+    Called once per process by :class:`rlprompt.scoring.Scorer` on the CPU; a no-op off glibc
+    or when ``RLPROMPT_HOST_ALLOCATOR=system``. Returns whether the tuning is in effect.
+    """
+    global _allocator_tuned
+    if _allocator_tuned or os.environ.get(HOST_ALLOCATOR_ENV, "").strip() == "system":
+        return _allocator_tuned
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        _allocator_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        )
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to tune
+        _allocator_tuned = False
+    return _allocator_tuned
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    """The scoring batch bound (tokens per forward pass) for ``device``."""
+    return _BATCH_TOKENS.get(device.type, _BATCH_TOKENS["cpu"])

@@ -1,0 +1,145 @@
+"""Devices and dtypes: the names accepted, what ``auto`` resolves to, the env overrides, and the
+scorer and training on every accelerator present (skipped with a reason where there is none)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlprompt.devices import (
+    check_device_name,
+    cpu_has_fast_bf16,
+    default_batch_tokens,
+    dtype_name,
+    has_fast_bf16,
+    resolve_device,
+    resolve_dtype,
+)
+from rlprompt.errors import RLPromptError
+
+
+@pytest.fixture
+def no_overrides(monkeypatch) -> None:
+    monkeypatch.delenv("RLPROMPT_DTYPE", raising=False)
+    monkeypatch.delenv("RLPROMPT_DEVICE", raising=False)
+
+
+@pytest.mark.parametrize("name", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])
+def test_device_names_accepted(name: str) -> None:
+    check_device_name(name)
+
+
+@pytest.mark.parametrize("name", ["gpu", "CUDA", "cuda:", "cuda:x", "cpu:0", "", "tpu"])
+def test_unknown_device_names_the_valid_ones(name: str) -> None:
+    with pytest.raises(RLPromptError, match=f"unknown device '{name}'; valid: auto, cpu, cuda, cuda:N, mps"):
+        check_device_name(name)
+
+
+def test_auto_device_prefers_cuda_then_mps_then_cpu(no_overrides, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_missing_accelerator_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(RLPromptError, match=r"device 'cuda:1' is not available: this machine has no CUDA device"):
+        resolve_device("cuda:1")
+    with pytest.raises(RLPromptError, match=r"device 'mps' is not available"):
+        resolve_device("mps")
+
+
+def test_cuda_index_beyond_the_devices_present(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(RLPromptError, match=r"device 'cuda:2' is not available: this machine has 2 CUDA device\(s\)"):
+        resolve_device("cuda:2")
+
+
+def test_auto_dtype_follows_the_device(no_overrides, monkeypatch) -> None:
+    assert resolve_dtype("auto") is (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_dtype("auto", torch.device("cuda")) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert resolve_dtype("auto", torch.device("cuda")) is torch.float32
+    assert not has_fast_bf16(torch.device("mps"))
+    assert resolve_dtype("fp32", torch.device("cuda")) is torch.float32
+    assert resolve_dtype("bf16") is torch.bfloat16
+
+
+def test_environment_overrides_auto_but_not_an_explicit_choice(monkeypatch) -> None:
+    monkeypatch.setenv("RLPROMPT_DTYPE", "bf16")
+    assert resolve_dtype("auto") is torch.bfloat16
+    assert resolve_dtype("fp32") is torch.float32
+    monkeypatch.setenv("RLPROMPT_DTYPE", "fp32")
+    assert resolve_dtype("auto") is torch.float32
+    monkeypatch.setenv("RLPROMPT_DEVICE", "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_bad_environment_override_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("RLPROMPT_DTYPE", "fp16")
+    with pytest.raises(RLPromptError, match="environment variable RLPROMPT_DTYPE is 'fp16'; valid: fp32, bf16 \\(or unset\\)"):
+        resolve_dtype("auto")
+    monkeypatch.setenv("RLPROMPT_DEVICE", "gpu")
+    with pytest.raises(RLPromptError, match="unknown device 'gpu'"):
+        resolve_device("auto")
+
+
+def test_names_and_batch_bounds() -> None:
+    assert dtype_name(torch.float32) == "fp32" and dtype_name(torch.bfloat16) == "bf16"
+    assert default_batch_tokens(torch.device("cpu")) == 16384
+    assert default_batch_tokens(torch.device("cuda", 0)) == 65536
+
+
+def test_loaded_model_reports_its_device_and_dtype(tiny_llama_dir) -> None:
+    from rlprompt.models import load_model
+
+    lm = load_model(str(tiny_llama_dir), "bf16", "cpu")
+    assert (lm.device, lm.dtype) == (torch.device("cpu"), torch.bfloat16)
+    assert lm.model.dtype is torch.bfloat16
+
+
+# -- on an accelerator ------------------------------------------------------------------
+
+
+def test_scorer_on_an_accelerator_matches_the_cpu(accelerator, tiny_llama_dir) -> None:
+    from rlprompt.models import load_model
+    from rlprompt.scoring import Scorer
+    from rlprompt.tasks import load_task
+
+    task = load_task("demo")
+    sentences = [e.text for e in task.train]
+    prompts = ["It was", "", "the food was"]
+    on_cpu = Scorer(load_model(str(tiny_llama_dir), "fp32", "cpu"), task.template, task.verbalizers)
+    lm = load_model(str(tiny_llama_dir), "fp32", accelerator)
+    assert lm.device.type == accelerator.split(":")[0]
+    scorer = Scorer(lm, task.template, task.verbalizers)
+    assert scorer.max_batch_tokens == default_batch_tokens(lm.device)
+    logits = scorer.class_logits(prompts, sentences)
+    assert logits.device.type == "cpu" and logits.shape == (3, len(sentences), 2)
+    torch.testing.assert_close(logits, on_cpu.class_logits(prompts, sentences), atol=1e-3, rtol=1e-3)
+    plain = Scorer(lm, task.template, task.verbalizers, prefix_cache=False).class_logits(prompts, sentences)
+    torch.testing.assert_close(logits, plain, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_training_end_to_end_on_an_accelerator(accelerator, dtype, tiny_llama_dir, tmp_path) -> None:
+    from rlprompt.artifact import PromptFile
+    from rlprompt.config import TrainConfig
+    from rlprompt.train import train
+
+    config = TrainConfig(
+        target_lm=str(tiny_llama_dir), steps=2, num_prompts=4, prompt_length=2, adapter_hidden=16,
+        runs_dir=str(tmp_path), run_name="run", device=accelerator, dtype=dtype,
+    )
+    result = train(config, progress_bar=False)
+    assert PromptFile.load(result.path).dtype == dtype
+    assert result.baselines["test"]["learned"].accuracy == result.prompt_file.accuracy["test"]
