@@ -43,9 +43,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,7 +59,7 @@ import torch
 from policies.vocab import ActionVocabulary, build_vocabulary
 from rlprompt.artifact import write_json_atomic
 from rlprompt.errors import RLPromptError
-from rlprompt.devices import dtype_name, resolve_dtype
+from rlprompt.devices import dtype_name, resolve_dtype, tune_host_allocator
 from rlprompt.models import LoadedModel, load_model
 from rlprompt.scoring import Scorer, TemplateEncoder, left_pad, pad_token_id, verbalizer_token_ids
 from rlprompt.tasks import Task, load_task
@@ -71,6 +73,8 @@ MODEL = "smollm2-135m"
 NUM_PROMPTS = 16
 PROMPT_LENGTH = 5
 MIN_AGREEMENT = 0.99
+LEGACY_CACHE_KEYWORD = "past_key_values"
+"""The KV cache's keyword before transformers renamed it to ``cache``."""
 MATMUL_SIZE = 2048
 
 
@@ -85,6 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-bf16", dest="run_bf16", action="store_false", help="skip path (d) and the bf16 measurements")
     parser.add_argument("--train-steps", type=int, default=20, help="timed training steps per dtype (0: skip)")
     parser.add_argument("--no-agreement", dest="agreement", action="store_false", help="skip the bf16/fp32 agreement on SST-2 test")
+    parser.add_argument("--scorer-only", action="store_true", help="skip the full-vocabulary paths (a) and (b): the Scorer's cold and warm calls only")
     parser.add_argument("--bf16-peak-budget", type=float, default=20.0, help="seconds allowed per bf16 peak measurement")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
     args = parser.parse_args(argv)
@@ -285,13 +290,21 @@ class Call:
     seconds: float
     body_tokens: int
     readout_positions: int
+    minor_faults: int = 0
+    """Page faults the call took: memory the allocator had to get from the OS again."""
+
+
+_last_faults = 0
 
 
 def timed(fn: Callable[[], torch.Tensor], counter: BodyTokenCounter) -> tuple[torch.Tensor, int, float]:
+    global _last_faults
     counter.take()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     started = time.perf_counter()
     result = fn()
     seconds = time.perf_counter() - started
+    _last_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     return result, counter.take(), seconds
 
 
@@ -310,11 +323,18 @@ def time_full_vocab_path(
 
 
 def time_scorer(
-    lm: LoadedModel, task: Task, sentences: list[str], source: PromptSource, counter: BodyTokenCounter, args: argparse.Namespace
+    lm: LoadedModel, task: Task, sentences: list[str], source: PromptSource, counter: BodyTokenCounter, args: argparse.Namespace,
+    cache_keyword: str | None = None,
 ) -> tuple[torch.Tensor, list[Call], list[Call]]:
-    """(c) or (d): per repeat a fresh Scorer, a cold call (builds the prefix cache), a warm call."""
+    """(c) or (d): per repeat a fresh Scorer, a cold call (builds the prefix cache), a warm call.
+
+    ``cache_keyword`` passes the KV cache under that keyword instead of the one the Scorer reads
+    off the model (the pre-rename ``past_key_values``, to time the cache API move in one run).
+    """
     def new_scorer() -> Scorer:
-        return Scorer(lm, task.template, task.verbalizers, max_batch_tokens=args.batch_tokens)
+        scorer = Scorer(lm, task.template, task.verbalizers, max_batch_tokens=args.batch_tokens)
+        scorer.cache_keyword = cache_keyword or scorer.cache_keyword
+        return scorer
 
     warm_up = new_scorer()
     warm_up.class_logits(source.fresh(1), sentences)
@@ -326,10 +346,10 @@ def time_scorer(
         prompts = source.check if repeat == 0 else source.fresh()
         logits, tokens, seconds = timed(lambda: scorer.class_logits(prompts, sentences), counter)
         check = logits if check is None else check
-        cold.append(Call(seconds, tokens, readout_positions=pairs))
+        cold.append(Call(seconds, tokens, readout_positions=pairs, minor_faults=_last_faults))
         fresh = source.fresh()
         _, tokens, seconds = timed(lambda: scorer.class_logits(fresh, sentences), counter)
-        warm.append(Call(seconds, tokens, readout_positions=pairs))
+        warm.append(Call(seconds, tokens, readout_positions=pairs, minor_faults=_last_faults))
     return check, cold, warm
 
 
@@ -347,8 +367,8 @@ class PathResult:
     seconds_all: list[float]
     prompts_per_s: float
     inputs_per_s: float
-    speedup: float
-    """Over (a)."""
+    speedup: float | None
+    """Over (a); None when (a) was skipped."""
     flops: int
     """Median FLOPs of one call (16 prompts x all inputs)."""
     flop_per_s: float
@@ -359,6 +379,8 @@ class PathResult:
     body_tokens: int
     readout_positions: int
     readout_width: int
+    minor_faults: int
+    """Median page faults of one call."""
 
 
 def summarize(
@@ -376,7 +398,7 @@ def summarize(
         seconds_all=[c.seconds for c in calls],
         prompts_per_s=NUM_PROMPTS / seconds,
         inputs_per_s=NUM_PROMPTS * n_inputs / seconds,
-        speedup=(baseline_seconds or seconds) / seconds,
+        speedup=baseline_seconds / seconds if baseline_seconds else None,
         flops=work,
         flop_per_s=flop_per_s,
         peak_fraction=flop_per_s / peak["matmul"]["flop_per_s"] if peak else None,
@@ -384,6 +406,7 @@ def summarize(
         body_tokens=middle.body_tokens,
         readout_positions=middle.readout_positions,
         readout_width=readout_width,
+        minor_faults=int(statistics.median(c.minor_faults for c in calls)),
     )
 
 
@@ -399,15 +422,15 @@ def markdown_table(task: str, n_inputs: int, rows: list[PathResult]) -> str:
     lines = [
         f"### {task}: {NUM_PROMPTS} prompts x {n_inputs} inputs",
         "",
-        "| path | dtype | s (median) | prompts/s | input-fwd/s | speed-up vs (a) | GFLOP¹ | GFLOP/s | % of matmul peak² | % of linear peak² |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| path | dtype | s (median) | prompts/s | input-fwd/s | speed-up vs (a) | GFLOP¹ | GFLOP/s | % of matmul peak² | % of linear peak² | page faults |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         peak = f"{100 * r.peak_fraction:.1f}" if r.peak_fraction is not None else "–"
         linear = f"{100 * r.linear_peak_fraction:.1f}" if r.linear_peak_fraction is not None else "–"
         lines.append(
             f"| {r.path} | {r.dtype} | {r.seconds:.3f} | {r.prompts_per_s:.2f} | {r.inputs_per_s:.1f} | "
-            f"{r.speedup:.1f}x | {r.flops / 1e9:.1f} | {r.flop_per_s / 1e9:.1f} | {peak} | {linear} |"
+            f"{'–' if r.speedup is None else f'{r.speedup:.1f}x'} | {r.flops / 1e9:.1f} | {r.flop_per_s / 1e9:.1f} | {peak} | {linear} | {r.minor_faults:,} |"
         )
     return "\n".join(lines)
 
@@ -427,16 +450,19 @@ def bench_task(
     counter = BodyTokenCounter(lm.model)
     print(f"[{task_name}] {n} inputs, {classes} classes; check prompts e.g. {source.check[0]!r}", file=sys.stderr)
 
-    print(f"[{task_name}] (a) naive ...", file=sys.stderr)
-    logits_a, calls_a = time_full_vocab_path(lambda p: naive_logits(lm, task, p, sentences), source, counter, args.repeats)
-    row_a = summarize("(a) naive, per prompt", "fp32", calls_a, n, shape, shape.vocab, peaks["float32"], None)
-    baseline = row_a.seconds
+    rows: list[PathResult] = []
+    baseline = None
+    if not args.scorer_only:
+        print(f"[{task_name}] (a) naive ...", file=sys.stderr)
+        logits_a, calls_a = time_full_vocab_path(lambda p: naive_logits(lm, task, p, sentences), source, counter, args.repeats)
+        rows.append(summarize("(a) naive, per prompt", "fp32", calls_a, n, shape, shape.vocab, peaks["float32"], None))
+        baseline = rows[0].seconds
 
-    print(f"[{task_name}] (b) batched ...", file=sys.stderr)
-    logits_b, calls_b = time_full_vocab_path(
-        lambda p: batched_logits(lm, task, p, sentences, args.batch_tokens), source, counter, args.repeats
-    )
-    rows = [row_a, summarize("(b) batched pairs", "fp32", calls_b, n, shape, shape.vocab, peaks["float32"], baseline)]
+        print(f"[{task_name}] (b) batched ...", file=sys.stderr)
+        logits_b, calls_b = time_full_vocab_path(
+            lambda p: batched_logits(lm, task, p, sentences, args.batch_tokens), source, counter, args.repeats
+        )
+        rows.append(summarize("(b) batched pairs", "fp32", calls_b, n, shape, shape.vocab, peaks["float32"], baseline))
 
     print(f"[{task_name}] (c) scorer fp32 ...", file=sys.stderr)
     logits_c, cold_c, warm_c = time_scorer(lm, task, sentences, source, counter, args)
@@ -444,8 +470,24 @@ def bench_task(
         summarize("(c) Scorer, cold", "fp32", cold_c, n, shape, classes, peaks["float32"], baseline),
         summarize("(c) Scorer, warm", "fp32", warm_c, n, shape, classes, peaks["float32"], baseline),
     ]
+    # (a) is the reference; without it (--scorer-only), (c) is.
+    logits_a = logits_c if args.scorer_only else logits_a
+    checks = {} if args.scorer_only else {"a_vs_b": agreement(logits_a, logits_b), "a_vs_c": agreement(logits_a, logits_c)}
+
+    # The cache API move (transformers' past_key_values -> cache): the same scorer with the
+    # cache passed under the old keyword, which this transformers still accepts with a warning.
+    current = Scorer(lm, task.template, task.verbalizers).cache_keyword
+    if current != LEGACY_CACHE_KEYWORD:
+        print(f"[{task_name}] (c) scorer fp32, cache passed as {LEGACY_CACHE_KEYWORD}= ...", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            logits_legacy, cold_l, warm_l = time_scorer(lm, task, sentences, source, counter, args, LEGACY_CACHE_KEYWORD)
+        rows += [
+            summarize(f"(c) Scorer, cold, {LEGACY_CACHE_KEYWORD}=", "fp32", cold_l, n, shape, classes, peaks["float32"], baseline),
+            summarize(f"(c) Scorer, warm, {LEGACY_CACHE_KEYWORD}=", "fp32", warm_l, n, shape, classes, peaks["float32"], baseline),
+        ]
+        checks["c_legacy_vs_c"] = agreement(logits_legacy, logits_c)
     counter.handle.remove()
-    checks = {"a_vs_b": agreement(logits_a, logits_b), "a_vs_c": agreement(logits_a, logits_c)}
 
     if lm_bf16 is not None:
         expected = (rows[-2].flops + rows[-1].flops) * (args.repeats + 1) / peaks["bfloat16"]["linear"]["flop_per_s"]
@@ -459,13 +501,13 @@ def bench_task(
         ]
         checks["a_vs_d"] = agreement(logits_a, logits_d)  # informational: bf16 may flip near-ties
 
-    ok = all(checks[k]["argmax_agreement"] >= MIN_AGREEMENT for k in ("a_vs_b", "a_vs_c"))
+    ok = all(checks[k]["argmax_agreement"] >= MIN_AGREEMENT for k in ("a_vs_b", "a_vs_c", "c_legacy_vs_c") if k in checks)
     print(markdown_table(task_name, n, rows))
     for name, check in checks.items():
         print(f"- agreement {name.replace('_', ' ')}: argmax {check['argmax_agreement']:.4f}, "
               f"max |logit diff| {check['max_abs_logit_diff']:.2e}")
     if not ok:
-        print(f"- FAILED: (b) or (c) agrees with (a) on fewer than {MIN_AGREEMENT:.0%} of pairs")
+        print(f"- FAILED: a path agrees with its reference on fewer than {MIN_AGREEMENT:.0%} of pairs")
     print()
     return {
         "data": str(args.data_root / task_name / SPLIT),
@@ -575,6 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     torch.manual_seed(args.seed)
     machine = machine_facts()
+    # Every path gets the same allocator (the Scorer would tune it only once it is first built).
+    machine["host_allocator_tuned"] = tune_host_allocator()
 
     # 1. Matmul peaks, in this run, with torch's default thread count.
     print("measuring matmul peaks ...", file=sys.stderr)
@@ -607,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         rows = {(row["path"], row["dtype"]): row for row in results[task_name]["paths"]}
         best = rows.get(("(d) Scorer, warm" if best_dtype == "bf16" else "(c) Scorer, warm", best_dtype))
-        if best is not None:
+        if best is not None and not args.scorer_only:
             cold = rows[(best["path"].replace("warm", "cold"), best_dtype)]
             results[task_name]["best"] = {
                 "dtype": best_dtype, "speedup_vs_paper": best["speedup"],
@@ -646,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "quick": args.quick, "repeats": args.repeats, "batch_tokens": args.batch_tokens, "seed": args.seed,
             "num_prompts": NUM_PROMPTS, "prompt_length": PROMPT_LENGTH, "vocabulary": "words",
-            "bf16_path": args.run_bf16,
+            "bf16_path": args.run_bf16, "scorer_only": args.scorer_only,
         },
         "machine": machine,
         "matmul_peak": peaks,

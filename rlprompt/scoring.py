@@ -165,6 +165,9 @@ class Scorer:
         self._head_bias = bias.detach()[ids].float() if bias is not None else None
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self._pad_id = pad_token_id(lm.tokenizer)
+        self._sliding_window = _sliding_window(model.config)
+        self.cache_keyword = _cache_keyword(type(model.base_model))
+        """The keyword the KV cache is passed to the model under (read off its ``forward``)."""
         self._prefix_states: dict[tuple[str, ...], _PrefixState] = {}
 
     @property
@@ -182,7 +185,7 @@ class Scorer:
             if self.lm.kind == "masked":
                 logits = self._masked_logits(prompts, sentences)
             # A template that opens with the prompt, on a tokenizer without BOS, has nothing to cache.
-            elif self.prefix_cache and all(self.encoder.encode(s, "").prefix for s in sentences):
+            elif self.prefix_cache and all(self.encoder.encode(s, "").prefix for s in sentences) and self._fits_window(prompts, sentences):
                 # Blocks of examples bound the cached keys/values (a big test set would need GBs).
                 blocks = [sentences[i : i + self.example_block] for i in range(0, len(sentences), self.example_block)]
                 logits = torch.cat(
@@ -195,6 +198,18 @@ class Scorer:
             else:
                 logits = self._plain_causal_logits(prompts, sentences)
         return logits.float().reshape(len(prompts), len(sentences), self.num_classes).cpu()
+
+    def _fits_window(self, prompts: Sequence[str], sentences: Sequence[str]) -> bool:
+        """Whether every pair fits inside the model's sliding attention window, if it has one.
+
+        A sliding-window layer keeps only its last ``window - 1`` keys/values, so a prefix
+        cached past the window would be cut; such pairs take the plain path. (Gemma-3-270M's
+        window is 512 tokens: the paper's tasks never reach it.)
+        """
+        if self._sliding_window is None:
+            return True
+        longest = max(len(pair.prefix) + len(pair.suffix) for p in prompts for pair in (self.encoder.encode(s, p) for s in sentences))
+        return longest < self._sliding_window - 1
 
     # -- read-out -------------------------------------------------------------------------
 
@@ -232,7 +247,9 @@ class Scorer:
         if state is None:
             # The prompt does not change the prefix, so the empty prompt gives it.
             prefixes = [self.encoder.encode(sentence, "").prefix for sentence in sentences]
-            state = _PrefixState.compute(self.lm.model, prefixes, self._pad_id, self.max_batch_tokens, self.device)
+            state = _PrefixState.compute(
+                self.lm.model, prefixes, self._pad_id, self.max_batch_tokens, self.device, self.cache_keyword
+            )
             if remember:
                 if len(self._prefix_states) >= 4 and not self.keep_all_prefixes:
                     self._prefix_states.pop(next(iter(self._prefix_states)))
@@ -250,7 +267,6 @@ class Scorer:
         order = sorted(range(len(suffixes)), key=lambda i: lengths[example_of_pair[i]])
         cost = [lengths[example_of_pair[i]] + len(suffixes[i]) for i in order]
         logits = torch.empty(len(suffixes), self.num_classes, device=self.device)
-        keyword = _cache_keyword(type(self.lm.model.base_model))
         for chunk in token_bounded_chunks(cost, self.max_batch_tokens):
             pairs = [order[i] for i in chunk]
             with_suffix = [i for i in pairs if suffixes[i]]
@@ -264,7 +280,7 @@ class Scorer:
                 mask = torch.cat([state.mask[selected, -width:], suffix_mask], dim=1)
                 positions = state.lengths[selected, None] + _positions(suffix_mask)
                 out = self.lm.model.base_model(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{keyword: cache}
+                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{self.cache_keyword: cache}
                 ).last_hidden_state
                 hidden[_index([k for k, i in enumerate(pairs) if suffixes[i]], self.device)] = out[:, -1]
             logits[_index(pairs, self.device)] = self._readout(hidden)
@@ -378,6 +394,18 @@ def _output_embeddings_removed(model):
         setattr(parent, name, head)
 
 
+def _sliding_window(config) -> int | None:
+    """The attention window of a model with sliding-window layers (Gemma-3, Mistral), else None."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(text, "sliding_window", None)
+    layer_types = getattr(text, "layer_types", None) or []
+    if not window or getattr(text, "use_sliding_window", True) is False:
+        return None
+    if layer_types and not any("sliding" in kind for kind in layer_types):
+        return None
+    return int(window)
+
+
 def _index(values: Sequence[int], device: torch.device) -> torch.Tensor:
     """An index tensor on ``device``, built on the host and copied once."""
     return torch.tensor(values, dtype=torch.long).to(device, non_blocking=True)
@@ -407,7 +435,8 @@ class _PrefixState:
 
     @classmethod
     def compute(
-        cls, model, prefixes: list[tuple[int, ...]], pad_id: int, max_batch_tokens: int, device: torch.device
+        cls, model, prefixes: list[tuple[int, ...]], pad_id: int, max_batch_tokens: int, device: torch.device,
+        cache_keyword: str,
     ) -> _PrefixState:
         """Run every prefix once, in length-sorted batches, left-padded to a common width."""
         from transformers import DynamicCache
@@ -418,13 +447,12 @@ class _PrefixState:
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
         last_hidden = None
-        keyword = _cache_keyword(type(model.base_model))
         for chunk in token_bounded_chunks([len(prefixes[i]) for i in order], max_batch_tokens):
             batch = [order[i] for i in chunk]
             ids, batch_mask = left_pad([prefixes[i] for i in batch], pad_id, device=device)
             cache = DynamicCache(config=model.config)
             out = model.base_model(
-                input_ids=ids, attention_mask=batch_mask, position_ids=_positions(batch_mask), use_cache=True, **{keyword: cache}
+                input_ids=ids, attention_mask=batch_mask, position_ids=_positions(batch_mask), use_cache=True, **{cache_keyword: cache}
             )
             if last_hidden is None:
                 last_hidden = out.last_hidden_state.new_zeros(len(prefixes), out.last_hidden_state.shape[-1])
@@ -448,14 +476,10 @@ class _PrefixState:
         """A fresh cache with the last ``width`` positions of ``rows`` (the forward pass appends to it)."""
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=config)
-        for layer, k, v in zip(cache.layers, self.keys, self.values):
-            # A zero-length update initialises the layer; the gathered rows then become its
-            # contents as they are. (Passing them through update() or ddp_cache_data would
-            # copy every row once more, concatenated onto an empty tensor.)
-            layer.update(k[:0, :, :0], v[:0, :, :0])
-            layer.keys, layer.values = k[rows, :, -width:], v[rows, :, -width:]
-        return cache
+        # Through the cache's own update path, so every layer type keeps its bookkeeping (a
+        # sliding-window layer counts the tokens it has seen to build its mask).
+        data = [(k[rows, :, -width:], v[rows, :, -width:]) for k, v in zip(self.keys, self.values)]
+        return DynamicCache(ddp_cache_data=data, config=config)
 
 
 def token_bounded_chunks(lengths: Sequence[int], max_tokens: int) -> list[range]:

@@ -174,3 +174,48 @@ def test_masked_readout_on_a_roberta_style_head(bpe_tokenizer, tol) -> None:
         with torch.no_grad():
             full = model(input_ids=torch.tensor([ids])).logits[0, pair.mask_index]
         torch.testing.assert_close(logits[0, e], full[verbalizer_token_ids(bpe_tokenizer, VERBALIZERS)], **tol.logits)
+
+
+def test_prefix_cache_matches_plain_path_with_sliding_window_layers(bpe_tokenizer, tiny_llama, tol) -> None:
+    """Gemma-3 mixes sliding-window and global layers; prefixes longer than the window must
+    still be read through the cache exactly as the plain path reads them."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from rlprompt.models import LoadedModel
+
+    torch.manual_seed(4)
+    config = Gemma3TextConfig(
+        vocab_size=len(bpe_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=256, pad_token_id=bpe_tokenizer.pad_token_id, bos_token_id=bpe_tokenizer.bos_token_id,
+        eos_token_id=bpe_tokenizer.eos_token_id,
+    )
+    model = Gemma3ForCausalLM(config).eval().requires_grad_(False).to(tiny_llama.dtype)  # this run's dtype
+    lm = LoadedModel("tiny-gemma3", model, bpe_tokenizer, "causal")
+    template = Template("{sentence} {prompt} {mask}")
+    cached = Scorer(lm, template, VERBALIZERS).class_logits(PROMPTS, SENTENCES)
+    plain = Scorer(lm, template, VERBALIZERS, prefix_cache=False).class_logits(PROMPTS, SENTENCES)
+    torch.testing.assert_close(cached, plain, **tol.logits)
+    assert cached.shape == (len(PROMPTS), len(SENTENCES), 2)
+    config.sliding_window = 512
+    wide = Scorer(lm, template, VERBALIZERS)
+    assert wide._fits_window(PROMPTS, SENTENCES), "short pairs inside a wide window use the cache"
+    torch.testing.assert_close(wide.class_logits(PROMPTS, SENTENCES), Scorer(lm, template, VERBALIZERS, prefix_cache=False).class_logits(PROMPTS, SENTENCES), **tol.logits)
+
+
+def test_cache_keyword_is_read_from_the_forward_signature(tiny_llama) -> None:
+    """transformers renamed past_key_values to cache; both spellings are passed the way the model takes them."""
+    from rlprompt.scoring import _cache_keyword
+
+    class Before(torch.nn.Module):
+        def forward(self, input_ids=None, attention_mask=None, past_key_values=None, use_cache=None): ...
+
+    class After(torch.nn.Module):
+        def forward(self, input_ids=None, attention_mask=None, cache=None, use_cache=None, **kwargs): ...
+
+    assert _cache_keyword(Before) == "past_key_values"
+    assert _cache_keyword(After) == "cache"
+    import inspect
+
+    expected = "cache" if "cache" in inspect.signature(type(tiny_llama.model.base_model).forward).parameters else "past_key_values"
+    assert _cache_keyword(type(tiny_llama.model.base_model)) == expected
