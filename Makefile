@@ -27,6 +27,7 @@ demo: setup
 # PYTEST_ARGS narrows a run, e.g. PYTEST_ARGS='-m "not real_model"'; RLPROMPT_DTYPE=fp32|bf16
 # forces the precision the suite runs in (default: what --dtype auto picks on this machine).
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast suite with every direct dependency at the lowest version setup.cfg allows (uv's

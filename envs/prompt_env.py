@@ -8,23 +8,15 @@ to ``prompt_length``, followed by its length.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 
-from rewards.classification import PromptReward
-
-
-class Vocabulary(Protocol):
-    """What the env needs of an action vocabulary."""
-
-    @property
-    def size(self) -> int: ...
-
-    def ids(self, actions: Sequence[int]) -> list[int]: ...
-
-    def decode(self, actions: Sequence[int]) -> str: ...
+from rlprompt.defaults import PROMPT_LENGTH
+from rlprompt.envs.vocab import ActionVocabulary
+from rlprompt.errors import RLPromptError
+from rlprompt.rewards.base import PromptReward, RewardBatch
 
 
 def observation_space(prompt_length: int, vocab_size: int) -> gym.spaces.Box:
@@ -34,18 +26,16 @@ def observation_space(prompt_length: int, vocab_size: int) -> gym.spaces.Box:
 
 def check_prompt_length(prompt_length: int) -> None:
     if not isinstance(prompt_length, (int, np.integer)) or prompt_length < 1:
-        from rlprompt.errors import RLPromptError
-
         raise RLPromptError(f"prompt length must be an integer >= 1, got {prompt_length!r}")
 
 
-def finished_info(vocab: Vocabulary, actions: Sequence[int], raw_reward: float, accuracy: float) -> dict[str, Any]:
-    """What every finished episode reports in ``info``."""
+def finished_info(vocab: ActionVocabulary, actions: Sequence[int], batch: RewardBatch, index: int) -> dict[str, Any]:
+    """What every finished episode reports in ``info``: prompt ``index`` of ``batch``."""
     return {
         "prompt": vocab.decode(actions),
         "token_ids": vocab.ids(actions),
-        "raw_reward": float(raw_reward),
-        "accuracy": float(accuracy),
+        "raw_reward": float(batch.rewards[index]),
+        "metrics": batch.row(index),
     }
 
 
@@ -60,7 +50,7 @@ class PromptEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi"]}
 
-    def __init__(self, reward: PromptReward, vocab: Vocabulary, prompt_length: int = 5, render_mode: str | None = None) -> None:
+    def __init__(self, reward: PromptReward, vocab: ActionVocabulary, prompt_length: int = PROMPT_LENGTH, render_mode: str | None = None) -> None:
         check_prompt_length(prompt_length)
         self.reward_fn = reward
         self.vocab = vocab
@@ -90,7 +80,7 @@ class PromptEnv(gym.Env):
         if len(self._actions) < self.prompt_length:
             return self._obs(), 0.0, False, False, {}
         batch = self.reward_fn([self.vocab.decode(self._actions)])
-        info = finished_info(self.vocab, self._actions, batch.rewards[0], batch.accuracy[0])
+        info = finished_info(self.vocab, self._actions, batch, 0)
         return self._obs(), float(batch.rewards[0]), True, False, info
 
     def render(self) -> str | None:

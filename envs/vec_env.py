@@ -13,9 +13,11 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.prompt_env import Vocabulary, check_prompt_length, finished_info, observation_space
-from rewards.classification import PromptReward
-from rewards.normalize import zscore
+from rlprompt.defaults import PROMPT_LENGTH
+from rlprompt.envs.prompt_env import check_prompt_length, finished_info, observation_space
+from rlprompt.envs.vocab import ActionVocabulary
+from rlprompt.rewards.base import PromptReward
+from rlprompt.rewards.normalize import zscore
 
 
 class PromptVecEnv(VecEnv):
@@ -30,7 +32,7 @@ class PromptVecEnv(VecEnv):
     """
 
     def __init__(
-        self, reward: PromptReward, vocab: Vocabulary, num_envs: int = 16, prompt_length: int = 5, normalize: bool = True
+        self, reward: PromptReward, vocab: ActionVocabulary, num_envs: int = 16, prompt_length: int = PROMPT_LENGTH, normalize: bool = True
     ) -> None:
         check_prompt_length(prompt_length)
         self.reward_fn = reward
@@ -71,7 +73,7 @@ class PromptVecEnv(VecEnv):
         rewards = zscore(batch.rewards) if self.normalize else batch.rewards
         infos = []
         for i, row in enumerate(self._tokens):
-            info = finished_info(self.vocab, row, batch.rewards[i], batch.accuracy[i])
+            info = finished_info(self.vocab, row, batch, i)
             info["terminal_observation"] = terminal[i]
             info["TimeLimit.truncated"] = False
             infos.append(info)

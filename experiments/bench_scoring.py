@@ -56,12 +56,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from policies.vocab import ActionVocabulary, build_vocabulary
 from rlprompt.artifact import write_json_atomic
-from rlprompt.errors import RLPromptError
+from rlprompt.batching import left_pad, pad_token_id
 from rlprompt.devices import dtype_name, resolve_dtype, tune_host_allocator
+from rlprompt.envs.vocab import ActionVocabulary, build_vocabulary
+from rlprompt.errors import RLPromptError
 from rlprompt.models import LoadedModel, load_model
-from rlprompt.scoring import Scorer, TemplateEncoder, left_pad, pad_token_id, verbalizer_token_ids
+from rlprompt.scoring.encoding import TemplateEncoder, verbalizer_token_ids
+from rlprompt.scoring.local import Scorer
 from rlprompt.tasks import Task, load_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -315,7 +317,8 @@ def time_full_vocab_path(
     fn(source.fresh(1))
     check, calls = None, []
     for repeat in range(repeats):
-        logits, tokens, seconds = timed(lambda: fn(source.check if repeat == 0 else source.fresh()), counter)
+        prompts = source.check if repeat == 0 else source.fresh()
+        logits, tokens, seconds = timed(lambda: fn(prompts), counter)  # noqa: B023 (called at once)
         check = logits if check is None else check
         # Full-vocabulary logits at every position that went through the body.
         calls.append(Call(seconds, tokens, readout_positions=tokens))
@@ -344,11 +347,11 @@ def time_scorer(
     for repeat in range(args.repeats):
         scorer = new_scorer()
         prompts = source.check if repeat == 0 else source.fresh()
-        logits, tokens, seconds = timed(lambda: scorer.class_logits(prompts, sentences), counter)
+        logits, tokens, seconds = timed(lambda: scorer.class_logits(prompts, sentences), counter)  # noqa: B023 (called at once)
         check = logits if check is None else check
         cold.append(Call(seconds, tokens, readout_positions=pairs, minor_faults=_last_faults))
         fresh = source.fresh()
-        _, tokens, seconds = timed(lambda: scorer.class_logits(fresh, sentences), counter)
+        _, tokens, seconds = timed(lambda: scorer.class_logits(fresh, sentences), counter)  # noqa: B023 (called at once)
         warm.append(Call(seconds, tokens, readout_positions=pairs, minor_faults=_last_faults))
     return check, cold, warm
 
@@ -542,7 +545,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 def dtype_agreement(lm: LoadedModel, lm_bf16: LoadedModel, args: argparse.Namespace, vocab: ActionVocabulary) -> dict:
     """Class decisions and per-prompt gap rewards of bf16 against fp32 on SST-2 test."""
-    from rewards.classification import gap_rewards
+    from rlprompt.rewards.classification import gap_rewards
 
     task = load_task("sst-2", str(args.data_root / "sst-2" / SPLIT))
     task.require("test")

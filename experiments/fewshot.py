@@ -36,9 +36,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from rlprompt.config import TrainConfig
-from rlprompt.evaluation import score_prompts, task_scorer
-from rlprompt.models import LoadedModel, load_model
-from rlprompt.scoring import Scorer, calibrated, calibration_splits
+from rlprompt.evaluation import score_prompts
+from rlprompt.models import ModelPool
+from rlprompt.scoring.base import calibration_splits
+from rlprompt.scoring.calibration import calibrated
+from rlprompt.scoring.factory import make_scorer
+from rlprompt.scoring.local import Scorer
 from rlprompt.tasks import Task, load_task
 from rlprompt.train import train
 
@@ -164,7 +167,7 @@ class Experiment:
         self.curves_path = results / f"{name}_curves.csv"
         self.shared = list(shared)
         self.test_cache_path = work_dir / f"test_scores_{name}.json"
-        self._models: dict[str, LoadedModel] = {}
+        self.models = ModelPool()
         self._test_scorer: tuple[str, Scorer] | None = None
         self._test_cache: dict[str, float] = json.loads(self.test_cache_path.read_text()) if self.test_cache_path.exists() else {}
 
@@ -178,11 +181,6 @@ class Experiment:
         if template == "paper":
             return load_task(task, str(data))
         return load_task(task, str(data), template=setup.instruction_template, verbalizers=list(setup.instruction_verbalizers), manual_prompt="")
-
-    def model(self, name: str) -> LoadedModel:
-        if name not in self._models:
-            self._models[name] = load_model(name)
-        return self._models[name]
 
     # --- results on disk ----------------------------------------------------------------------
     def finished(self, own_only: bool = False) -> dict[tuple, CellResult]:
@@ -264,7 +262,7 @@ class Experiment:
         fixed = self._fixed_prompt(key, task, done)
         if fixed is not None:
             prompt, perplexity = fixed
-            dev = score_prompts(task_scorer(self.model(target), task, calibration), [prompt], task.dev)[0].accuracy
+            dev = score_prompts(make_scorer(target, task, calibration, models=self.models), [prompt], task.dev)[0].accuracy
             test_accuracy = self.test_accuracy(target, task, test, prompt, calibration)
             return CellResult(*key, prompt, None, dev, test_accuracy, len(test), 0, 0, 0, 0.0, "", perplexity)
         run_name = "-".join(str(part) for part in key)
@@ -351,7 +349,7 @@ class Experiment:
         # keeps them for the setting being run (cells are planned setting by setting).
         if self._test_scorer is None or self._test_scorer[0] != setting:
             self._test_scorer = None
-            scorer = Scorer(self.model(target), task.template, task.verbalizers, keep_all_prefixes=True)
+            scorer = Scorer(self.models.get(target), task.template, task.verbalizers, keep_all_prefixes=True)
             self._test_scorer = (setting, scorer)
         return self._test_scorer[1]
 

@@ -1,8 +1,7 @@
-"""Policies that write prompts token by token, and the vocabularies they write with."""
+"""Policies that write prompts token by token (their action vocabularies are the env's)."""
 
 from __future__ import annotations
 
-from policies.lm_adapter import AdapterAndValue, BackboneFeatures, LMAdapterPolicy
-from policies.vocab import VOCABULARIES, ActionVocabulary, build_vocabulary
+from rlprompt.policies.lm_adapter import AdapterAndValue, BackboneFeatures, LMAdapterPolicy
 
-__all__ = ["VOCABULARIES", "ActionVocabulary", "AdapterAndValue", "BackboneFeatures", "LMAdapterPolicy", "build_vocabulary"]
+__all__ = ["AdapterAndValue", "BackboneFeatures", "LMAdapterPolicy"]

@@ -24,6 +24,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from rlprompt.defaults import ADAPTER_HIDDEN
+
 
 class BackboneFeatures(BaseFeaturesExtractor):
     """Last hidden state of the frozen backbone after ``[start token] + prompt so far``.
@@ -83,7 +85,7 @@ class BackboneFeatures(BaseFeaturesExtractor):
 class AdapterAndValue(nn.Module):
     """The trainable part: the adapter MLP (actor) and a small MLP for the critic."""
 
-    def __init__(self, hidden: int, adapter_hidden: int = 2048, value_hidden: int = 64, init_std: float = 1e-4) -> None:
+    def __init__(self, hidden: int, adapter_hidden: int = ADAPTER_HIDDEN, value_hidden: int = 64, init_std: float = 1e-4) -> None:
         super().__init__()
         self.latent_dim_pi = hidden
         self.latent_dim_vf = value_hidden
@@ -127,7 +129,7 @@ class LMAdapterPolicy(ActorCriticPolicy):
         backbone: nn.Module,
         action_token_ids: Sequence[int],
         start_token_id: int,
-        adapter_hidden: int = 2048,
+        adapter_hidden: int = ADAPTER_HIDDEN,
         **kwargs,
     ) -> None:
         self.backbone_hidden = backbone.get_input_embeddings().weight.shape[1]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from rewards.cache import CachedReward
-from rewards.classification import AccuracyReward, GapReward, PromptReward, RewardBatch, gap_rewards
-from rewards.fluency import FluencyReward
-from rewards.normalize import zscore
+from rlprompt.rewards.base import PromptReward, RewardBatch
+from rlprompt.rewards.cache import CachedReward
+from rlprompt.rewards.classification import AccuracyReward, GapReward, gap_rewards
+from rlprompt.rewards.fluency import FluencyReward
+from rlprompt.rewards.normalize import zscore
 
 __all__ = ["AccuracyReward", "CachedReward", "FluencyReward", "GapReward", "PromptReward", "RewardBatch", "gap_rewards", "zscore"]

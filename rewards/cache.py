@@ -1,20 +1,20 @@
-"""Score each distinct prompt once per run."""
+"""Score each distinct prompt once per run, and keep the scores across a resumed run."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from rewards.classification import PromptReward, RewardBatch
+from rlprompt.rewards.base import PromptReward, RewardBatch
 
 
-class CachedReward:
+class CachedReward(PromptReward):
     """Wraps a reward so a prompt already scored in this run is not scored again.
 
     Prompts are keyed by their text: the text is what the target LM sees (it is re-tokenized),
     so equal texts get equal rewards. Only the prompts not seen before reach the wrapped reward,
-    in one batch.
+    in one batch. :meth:`state` and :meth:`load_state` carry the scores into a resumed run.
 
     Args:
         reward: The reward to cache.
@@ -22,7 +22,8 @@ class CachedReward:
 
     def __init__(self, reward: PromptReward) -> None:
         self.reward = reward
-        self._scores: dict[str, tuple[float, float]] = {}
+        self.metric_names = getattr(reward, "metric_names", ())
+        self._scores: dict[str, tuple[float, dict[str, float]]] = {}
         self.lookups = 0
         self.hits = 0
 
@@ -41,7 +42,22 @@ class CachedReward:
         self.hits += len(prompts) - len(new)
         if new:
             batch = self.reward(new)
-            for prompt, reward, accuracy in zip(new, batch.rewards, batch.accuracy):
-                self._scores[prompt] = (float(reward), float(accuracy))
-        scores = np.array([self._scores[p] for p in prompts], dtype=np.float64).reshape(len(prompts), 2)
-        return RewardBatch(rewards=scores[:, 0], accuracy=scores[:, 1])
+            for i, prompt in enumerate(new):
+                self._scores[prompt] = (float(batch.rewards[i]), batch.row(i))
+        rewards = np.array([self._scores[p][0] for p in prompts], dtype=np.float64)
+        names = self._scores[prompts[0]][1] if prompts else self.metric_names  # every batch of one reward has the same
+        metrics = {name: np.array([self._scores[p][1][name] for p in prompts], dtype=np.float64) for name in names}
+        return RewardBatch(rewards=rewards, metrics=metrics)
+
+    def state(self) -> dict[str, Any]:
+        """The scored prompts and counters, as JSON-ready data."""
+        return {
+            "scores": {prompt: {"reward": reward, "metrics": metrics} for prompt, (reward, metrics) in self._scores.items()},
+            "lookups": self.lookups,
+            "hits": self.hits,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take the scores of :meth:`state`: those prompts are never scored again."""
+        self._scores = {prompt: (float(s["reward"]), dict(s["metrics"])) for prompt, s in state["scores"].items()}
+        self.lookups, self.hits = int(state["lookups"]), int(state["hits"])

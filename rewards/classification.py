@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from rlprompt.scoring import Scorer
+from rlprompt.defaults import CORRECT_COEF, INCORRECT_COEF
+from rlprompt.rewards.base import PromptReward, RewardBatch
+from rlprompt.scoring.base import ClassScorer
 from rlprompt.tasks import Example
 
 
-@dataclass
-class RewardBatch:
-    """Raw (un-normalised) rewards and accuracies of a batch of prompts."""
-
-    rewards: np.ndarray
-    """One reward per prompt, shape ``[P]``."""
-    accuracy: np.ndarray
-    """Accuracy of each prompt on the reward's examples, in [0, 1], shape ``[P]``."""
-
-
-class PromptReward(Protocol):
-    """Anything that scores a batch of prompt texts."""
-
-    def __call__(self, prompts: Sequence[str]) -> RewardBatch: ...
-
-
 def gap_rewards(
-    logits: torch.Tensor, labels: torch.Tensor, correct_coef: float = 200.0, incorrect_coef: float = 180.0
+    logits: torch.Tensor, labels: torch.Tensor, correct_coef: float = CORRECT_COEF, incorrect_coef: float = INCORRECT_COEF
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RLPrompt's gap reward.
 
@@ -57,8 +42,12 @@ def gap_rewards(
     return per_example.mean(dim=-1), correct.float().mean(dim=-1)
 
 
-class _ScoredReward:
-    def __init__(self, scorer: Scorer, examples: Sequence[Example]) -> None:
+class _ClassificationReward(PromptReward):
+    """Scores prompts on fixed labelled examples; every batch carries ``accuracy``."""
+
+    metric_names = ("accuracy",)
+
+    def __init__(self, scorer: ClassScorer, examples: Sequence[Example]) -> None:
         if not examples:
             raise ValueError("a reward needs at least one example")
         self.scorer = scorer
@@ -69,11 +58,12 @@ class _ScoredReward:
         return self.scorer.class_logits(prompts, self.sentences)
 
 
-class GapReward(_ScoredReward):
+class GapReward(_ClassificationReward):
     """The paper's gap reward over a fixed set of examples (see :func:`gap_rewards`)."""
 
     def __init__(
-        self, scorer: Scorer, examples: Sequence[Example], correct_coef: float = 200.0, incorrect_coef: float = 180.0
+        self, scorer: ClassScorer, examples: Sequence[Example], correct_coef: float = CORRECT_COEF,
+        incorrect_coef: float = INCORRECT_COEF,
     ) -> None:
         super().__init__(scorer, examples)
         self.correct_coef = correct_coef
@@ -81,13 +71,13 @@ class GapReward(_ScoredReward):
 
     def __call__(self, prompts: Sequence[str]) -> RewardBatch:
         rewards, accuracy = gap_rewards(self._logits(prompts), self.labels, self.correct_coef, self.incorrect_coef)
-        return RewardBatch(rewards=rewards.numpy().astype(np.float64), accuracy=accuracy.numpy().astype(np.float64))
+        return RewardBatch(rewards=rewards.numpy().astype(np.float64), metrics={"accuracy": accuracy.numpy().astype(np.float64)})
 
 
-class AccuracyReward(_ScoredReward):
+class AccuracyReward(_ClassificationReward):
     """Reward = accuracy in percent (a coarser signal than the gap reward)."""
 
     def __call__(self, prompts: Sequence[str]) -> RewardBatch:
         predictions = self._logits(prompts).argmax(dim=-1)
         accuracy = (predictions == self.labels).float().mean(dim=-1).numpy().astype(np.float64)
-        return RewardBatch(rewards=100.0 * accuracy, accuracy=accuracy)
+        return RewardBatch(rewards=100.0 * accuracy, metrics={"accuracy": accuracy})

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rewards.classification import PromptReward, RewardBatch
 from rlprompt.perplexity import mean_log_likelihood
+from rlprompt.rewards.base import PromptReward, RewardBatch
 
 
-class FluencyReward:
+class FluencyReward(PromptReward):
     """Adds ``weight`` x the prompt's mean token log-likelihood under a reference LM.
 
     The log-likelihood is negative (about -3 for fluent text, -10 or lower for token salad),
@@ -23,6 +23,7 @@ class FluencyReward:
 
     def __init__(self, reward: PromptReward, model, tokenizer, weight: float) -> None:
         self.reward = reward
+        self.metric_names = getattr(reward, "metric_names", ())
         self.model = model
         self.tokenizer = tokenizer
         self.weight = weight
@@ -30,4 +31,4 @@ class FluencyReward:
     def __call__(self, prompts: Sequence[str]) -> RewardBatch:
         batch = self.reward(prompts)
         fluency = mean_log_likelihood(self.model, self.tokenizer, prompts)
-        return RewardBatch(rewards=batch.rewards + self.weight * fluency, accuracy=batch.accuracy)
+        return RewardBatch(rewards=batch.rewards + self.weight * fluency, metrics=batch.metrics)

@@ -14,9 +14,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlprompt.errors import RLPromptError
+
+if TYPE_CHECKING:
+    from rlprompt.tasks import Task
 
 SCHEMA_VERSION = 1
 
@@ -33,6 +36,25 @@ class TaskSpec:
     calibration: str = "none"
     """``none``, or ``train-mean``: subtract the prompt's mean verbalizer logits over unlabelled
     train inputs before the argmax (see ``rlprompt.scoring.CalibratedScorer``)."""
+
+    def to_task(
+        self, data: str | None = None, *, name: str | None = None, template: str | None = None,
+        verbalizers: list[str] | None = None, manual_prompt: str | None = None,
+    ) -> Task:
+        """The task this spec describes, on ``data``; each argument given overrides the spec's.
+
+        New verbalizers drop the spec's label names (they name the old classes).
+        """
+        from rlprompt.tasks import load_task
+
+        return load_task(
+            name or self.name,
+            data,
+            template=template or self.template,
+            verbalizers=verbalizers or self.verbalizers,
+            label_names=None if verbalizers else self.label_names,
+            manual_prompt=self.manual_prompt if manual_prompt is None else manual_prompt,
+        )
 
 
 @dataclass
@@ -119,7 +141,7 @@ class PromptFile:
             manual_prompt=check.field(task, "manual_prompt", str, "task.", default=""),
             calibration=check.field(task, "calibration", str, "task.", default="none"),
         )
-        from rlprompt.scoring import CALIBRATIONS
+        from rlprompt.scoring.base import CALIBRATIONS
 
         if spec.calibration not in CALIBRATIONS:
             raise RLPromptError(f"{source}: field 'task.calibration' is '{spec.calibration}'; valid: {', '.join(CALIBRATIONS)}")
@@ -175,6 +197,9 @@ class PromptFile:
         )
 
 
+_JSON_TYPE_NAMES = {"str": "string", "dict": "object", "list": "list", "int": "integer", "float": "number"}
+
+
 class _Checker:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -183,7 +208,7 @@ class _Checker:
         types = expected if isinstance(expected, tuple) else (expected,)
         # bool is an int subclass; a JSON true is never a valid number or id here.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            names = " or ".join("null" if t is type(None) else {"str": "string", "dict": "object", "list": "list", "int": "integer", "float": "number"}.get(t.__name__, t.__name__) for t in types)
+            names = " or ".join("null" if t is type(None) else _JSON_TYPE_NAMES.get(t.__name__, t.__name__) for t in types)
             raise RLPromptError(f"{self.source}: {what} must be {names}, got {type(value).__name__} {value!r:.60}")
 
     _MISSING = object()

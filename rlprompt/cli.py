@@ -32,7 +32,9 @@ def _field_docs(cls: type) -> dict[str, str]:
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     from rlprompt.config import TrainConfig
+    from rlprompt.search import SEARCH_METHODS
 
+    choices = {"algo": list(SEARCH_METHODS)}  # the registry is the one list of valid names
     docs = _field_docs(TrainConfig)
     hints = typing.get_type_hints(TrainConfig)
     for item in fields(TrainConfig):
@@ -46,7 +48,10 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=item.name, nargs="+", default=None, help=help_text)
         else:
             base = next((t for t in (int, float, str) if t is hint or t in typing.get_args(hint)), str)
-            parser.add_argument(flag, dest=item.name, type=base, default=None, metavar=item.name.upper(), help=help_text)
+            parser.add_argument(
+                flag, dest=item.name, type=base, default=None, choices=choices.get(item.name),
+                metavar=item.name.upper() if item.name not in choices else None, help=help_text,
+            )
 
 
 def _add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="learn a prompt (no arguments: the offline demo)")
     train.add_argument("--config", help="TOML file of training settings; flags override it")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--resume", metavar="RUN", help="continue the run in folder RUN (e.g. one killed mid-way) from its checkpoint, "
+        "with its own settings; only --steps may change"
+    )
     _add_config_arguments(train)
 
     evaluate = commands.add_parser("eval", help="score a prompt file on a task and model, beside the empty and manual prompts")
@@ -104,14 +113,22 @@ def _train(args: argparse.Namespace) -> int:
     from rlprompt.config import TrainConfig
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-    config = TrainConfig.from_toml(args.config, **overrides) if args.config else TrainConfig(
-        **{k: v for k, v in overrides.items() if v is not None}
-    )
+    if args.resume:
+        others = sorted(f"--{name.replace('_', '-')}" for name, value in overrides.items() if value is not None and name != "steps")
+        if others or args.config:
+            raise RLPromptError(f"--resume continues a run with its own settings; drop {', '.join(others) or '--config'} (only --steps may change)")
+        from rlprompt.train import resume_config
+
+        config = resume_config(args.resume, args.steps)
+    else:
+        config = TrainConfig.from_toml(args.config, **overrides) if args.config else TrainConfig(
+            **{k: v for k, v in overrides.items() if v is not None}
+        )
     config.check()
     from rlprompt.evaluation import format_table
     from rlprompt.train import train
 
-    result = train(config, progress_bar=not args.no_progress and sys.stderr.isatty())
+    result = train(config, progress_bar=not args.no_progress and sys.stderr.isatty(), resume=bool(args.resume))
     rows = []
     for name in ("empty", "manual", "learned"):
         scores = [result.baselines[s][name] for s in ("dev", "test") if s in result.baselines]
@@ -130,40 +147,31 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from rlprompt.artifact import PromptFile, write_json_atomic
-    from rlprompt.evaluation import format_table, score_prompts, task_scorer
+    from rlprompt.devices import check_dtype_name, dtype_name
+    from rlprompt.evaluation import format_table, score_prompts
     from rlprompt.export import resolve_prompt_file
-    from rlprompt.devices import check_dtype_name, dtype_name, resolve_device
-    from rlprompt.models import load_model
-    from rlprompt.scoring import calibration_splits
-    from rlprompt.tasks import load_task
+    from rlprompt.models import ModelPool
+    from rlprompt.scoring.base import calibration_splits
+    from rlprompt.scoring.factory import make_scorer
 
     check_dtype_name(args.dtype)  # bad values fail before any loading
-    device = resolve_device(args.device)
+    models = ModelPool(args.device, args.dtype)
     prompt_file = PromptFile.load(resolve_prompt_file(args.prompt))
     spec = prompt_file.task
-    task_name = args.task or spec.name
-    task = load_task(
-        task_name,
-        args.data,
-        template=args.template or spec.template,
-        verbalizers=args.verbalizers or spec.verbalizers,
-        label_names=spec.label_names if not args.verbalizers else None,
-        manual_prompt=args.manual_prompt if args.manual_prompt is not None else spec.manual_prompt,
-    )
+    task = spec.to_task(args.data, name=args.task, template=args.template, verbalizers=args.verbalizers, manual_prompt=args.manual_prompt)
     task.require(args.split, *calibration_splits(spec.calibration))
-    lm = load_model(args.target_lm, args.dtype, device)
-    scorer = task_scorer(lm, task, spec.calibration)
+    scorer = make_scorer(args.target_lm, task, spec.calibration, models=models)
     prompts = {"empty": "", "manual": task.manual_prompt, "learned": prompt_file.prompt}
     scores = dict(zip(prompts, score_prompts(scorer, list(prompts.values()), task.split(args.split))))
     headers = ["prompt", "text", "accuracy", *[f"acc[{n}]" for n in task.label_names]]
     rows = [[name, repr(s.prompt), s.accuracy, *s.per_class_accuracy] for name, s in scores.items()]
     calibration = f", calibration {spec.calibration}" if spec.calibration != "none" else ""
-    hardware = f"{dtype_name(lm.dtype)} on {lm.device}"
-    print(f"{task.name} {args.split} ({len(task.split(args.split))} examples) on {lm.name} ({hardware}), template {task.template.text!r}{calibration}")
+    hardware = f"{dtype_name(models.dtype)} on {models.device}"
+    print(f"{task.name} {args.split} ({len(task.split(args.split))} examples) on {args.target_lm} ({hardware}), template {task.template.text!r}{calibration}")
     print(format_table(headers, rows))
     if args.output:
         write_json_atomic(Path(args.output), {
-            "target_lm": lm.name, "dtype": dtype_name(lm.dtype), "task": task.name, "split": args.split,
+            "target_lm": args.target_lm, "dtype": dtype_name(models.dtype), "task": task.name, "split": args.split,
             "scores": {name: {"prompt": s.prompt, "accuracy": s.accuracy, "per_class_accuracy": s.per_class_accuracy} for name, s in scores.items()},
         })
     return 0

@@ -14,10 +14,11 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI (declared for 3.10 only)
     import tomli as tomllib
 
+from rlprompt.defaults import ADAPTER_HIDDEN, CORRECT_COEF, DEFAULT_MODEL, INCORRECT_COEF, PROMPT_LENGTH
 from rlprompt.devices import check_device_name, check_dtype_name, resolve_device
 from rlprompt.errors import RLPromptError
-from rlprompt.scoring import calibration_splits
-
+from rlprompt.scoring.base import calibration_splits
+from rlprompt.search import check_search_method
 
 # (setting, smallest valid value, why), checked by TrainConfig.check.
 _LOWER_BOUNDS = (
@@ -58,11 +59,13 @@ class TrainConfig:
     """Column with the input text; default: sentence or text."""
     label_column: str = "label"
     """Column with the label."""
-    target_lm: str = "smollm2-135m"
-    """Frozen model the prompt is optimised for (alias, .gguf, folder or hub id)."""
+    target_lm: str = DEFAULT_MODEL
+    """Frozen model the prompt is optimised for (alias, .gguf, folder or hub id), or a backend spec
+    such as fake (no model: deterministic scores, for tests)."""
     policy_lm: str | None = None
-    """Causal LM backbone of the policy; default: the target if causal, else smollm2-135m."""
-    prompt_length: int = 5
+    """Causal LM backbone of the policy; default: the target if it is a causal LM loaded here, else
+    the default target model."""
+    prompt_length: int = PROMPT_LENGTH
     """Tokens per prompt."""
     vocabulary: str = "words"
     """Action vocabulary: all, words (word-start alphabetic tokens), top-K (the K words the backbone
@@ -72,8 +75,8 @@ class TrainConfig:
     steps: int = 40
     """Training steps; each samples num_prompts prompts and updates the policy once."""
     algo: str = "ppo"
-    """Search method: ppo or a2c (RL, from stable-baselines3), or random (uniform random search,
-    the baseline)."""
+    """Search method, one of the registered ones (rlprompt.search): ppo and a2c (RL on
+    stable-baselines3), random (uniform random search, the baseline)."""
     max_evaluations: int | None = None
     """Stop once the training reward has scored this many distinct prompts (the target-LM
     budget); default: run all steps."""
@@ -84,13 +87,13 @@ class TrainConfig:
     """PPO epochs over each batch of prompts."""
     ent_coef: float = 0.0
     """Entropy bonus."""
-    adapter_hidden: int = 2048
+    adapter_hidden: int = ADAPTER_HIDDEN
     """Width of the policy's adapter MLP (2048 in the paper)."""
     reward: str = "gap"
     """Training reward: gap (the paper's) or accuracy."""
-    correct_coef: float = 200.0
+    correct_coef: float = CORRECT_COEF
     """Gap reward scale when the gold class wins."""
-    incorrect_coef: float = 180.0
+    incorrect_coef: float = INCORRECT_COEF
     """Gap reward scale when it loses."""
     fluency_weight: float = 0.0
     """Weight of the fluency term: the prompt's mean token log-likelihood under the policy backbone."""
@@ -132,8 +135,7 @@ class TrainConfig:
         for name in ("ent_coef", "fluency_weight", "incorrect_coef"):
             if not math.isfinite(getattr(self, name)):
                 raise RLPromptError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)!r}")
-        if self.algo not in ("ppo", "a2c", "random"):
-            raise RLPromptError(f"unknown algo '{self.algo}'; valid: ppo, a2c, random")
+        check_search_method(self.algo)
         if self.reward not in ("gap", "accuracy"):
             raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
         calibration_splits(self.calibration)  # raises on an unknown calibration

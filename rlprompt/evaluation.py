@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from rlprompt.models import LoadedModel
-from rlprompt.scoring import CalibratedScorer, Scorer, calibrated, calibration_splits
-from rlprompt.tasks import Example, Task
+from rlprompt.scoring.base import ClassScorer
+from rlprompt.tasks import Example
 
 
 @dataclass
@@ -19,24 +18,7 @@ class PromptScore:
     per_class_accuracy: list[float]
 
 
-def task_scorer(lm: LoadedModel, task: Task, calibration: str = "none", **options) -> Scorer | CalibratedScorer:
-    """The scorer of ``task`` on ``lm``, calibrated on the task's train inputs if asked.
-
-    Args:
-        lm: The model to score with.
-        task: Its template and verbalizers; its train split is the calibration set.
-        calibration: ``none`` or ``train-mean`` (see :class:`rlprompt.scoring.CalibratedScorer`).
-        **options: Passed to :class:`rlprompt.scoring.Scorer`.
-
-    Raises:
-        RLPromptError: On an unknown calibration, or a calibrated scorer for a task without train data.
-    """
-    task.require(*calibration_splits(calibration))
-    scorer = Scorer(lm, task.template, task.verbalizers, **options)
-    return calibrated(scorer, calibration, [example.text for example in task.train])
-
-
-def score_prompts(scorer: Scorer | CalibratedScorer, prompts: Sequence[str], examples: Sequence[Example]) -> list[PromptScore]:
+def score_prompts(scorer: ClassScorer, prompts: Sequence[str], examples: Sequence[Example]) -> list[PromptScore]:
     """Accuracy (overall and per gold class) of each prompt, through ``evaluate``."""
     from rlprompt.metrics import accuracy
 

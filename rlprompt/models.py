@@ -228,6 +228,35 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
+class ModelPool:
+    """Loads each model spec once, on one device and in one dtype, for every part of a run.
+
+    The target LM, the policy backbone (often the same model) and the fluency LM of a run all
+    come from one pool, so a model is never loaded twice and every command resolves
+    ``--device``/``--dtype`` the same way, here.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or a torch device.
+        dtype: ``auto``, ``fp32``, ``bf16`` or a torch dtype.
+    """
+
+    def __init__(self, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto") -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.dtype = resolve_dtype(dtype, self.device) if isinstance(dtype, str) else dtype
+        self._models: dict[str, LoadedModel] = {}
+
+    def get(self, spec: str) -> LoadedModel:
+        """The model ``spec`` names, loaded on first use."""
+        if spec not in self._models:
+            self._models[spec] = load_model(spec, self.dtype, self.device)
+        return self._models[spec]
+
+    def add(self, lm: LoadedModel) -> LoadedModel:
+        """Serve an already loaded model under its name (tests, experiments that reuse one)."""
+        self._models[lm.name] = lm
+        return lm
+
+
 def load_model(spec: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto") -> LoadedModel:
     """Load a frozen model from an alias, a ``.gguf`` file, a local folder or a hub id.
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rlprompt.scoring import pad_token_id, right_pad
+from rlprompt.batching import pad_token_id, right_pad
 
 
 def start_token_id(tokenizer) -> int | None:

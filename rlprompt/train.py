@@ -1,38 +1,36 @@
 """Train a prompt: the whole path from a config to a prompt file.
 
-Read top to bottom: load the target LM and the policy backbone, load the task, build the reward
-(target LM scored on the train split), the batched env, the LM-adapter policy and the SB3
-algorithm; learn, keeping the best prompts on dev as they appear; finally score the empty,
-manual and learned prompts on dev and test and write ``runs/<run>/prompt.json``.
+Read top to bottom: build the run's objects (:mod:`rlprompt.builder`: task, models, scorer,
+policy backbone, vocabulary, cached reward), make the selector and the search method from its
+registry, search (checkpointing after every batch, so ``--resume`` continues a killed run),
+then score the empty, manual and learned prompts on dev and test and write
+``runs/<run>/prompt.json``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from envs.vec_env import PromptVecEnv
-from policies.lm_adapter import LMAdapterPolicy
-from policies.vocab import build_vocabulary, check_vocabulary_name
-from rewards.cache import CachedReward
-from rewards.classification import AccuracyReward, GapReward
-from rewards.fluency import FluencyReward
 from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions, write_json_atomic
-from rlprompt.callbacks import PromptSelector, TopKPromptCallback
+from rlprompt.builder import RunObjects, build
 from rlprompt.config import TrainConfig
+from rlprompt.devices import dtype_name
 from rlprompt.errors import RLPromptError
-from rlprompt.evaluation import PromptScore, score_prompts, task_scorer
-from rlprompt.devices import dtype_name, resolve_device, resolve_dtype
-from rlprompt.models import LoadedModel, load_model
-from rlprompt.perplexity import perplexity, start_token_id
-from rlprompt.tasks import Task, load_task
+from rlprompt.evaluation import PromptScore, score_prompts
+from rlprompt.perplexity import perplexity
+from rlprompt.search import search_method
+from rlprompt.search.base import SearchContext, SearchMethod
+from rlprompt.selection import PromptSelector
 
 logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+"""The checkpoint ``--resume`` reads: the selector's state and the reward cache."""
+STATE_VERSION = 1
 
 
 @dataclass
@@ -47,187 +45,173 @@ class TrainResult:
     interrupted: bool = False
 
 
-def load_config_task(config: TrainConfig) -> Task:
-    return load_task(
-        config.task,
-        config.data,
-        template=config.template,
-        verbalizers=config.verbalizers,
-        label_names=config.label_names,
-        manual_prompt=config.manual_prompt,
-        text_column=config.text_column,
-        label_column=config.label_column,
-    )
-
-
-def _policy_backbone(config: TrainConfig, target: LoadedModel) -> LoadedModel:
-    spec = config.policy_lm or (config.target_lm if target.kind == "causal" else "smollm2-135m")
-    backbone = target if spec == target.name else load_model(spec, target.dtype, target.device)
-    if backbone.kind != "causal":
-        raise RLPromptError(f"policy backbone '{spec}' is a masked LM; the policy needs a causal LM")
-    return backbone
-
-
-def _start_token(tokenizer) -> int:
-    token_id = start_token_id(tokenizer)
-    if token_id is None:
-        token_id = tokenizer.pad_token_id
-    if token_id is None:
-        raise RLPromptError("the policy tokenizer has no BOS, EOS or PAD token to start a prompt with")
-    return token_id
-
-
 def run_dir(config: TrainConfig) -> Path:
     name = config.run_name or f"{config.task.replace(':', '_').replace('/', '_')}-{Path(config.target_lm).name}-seed{config.seed}"
     return Path(config.runs_dir) / name
 
 
-def train(config: TrainConfig, progress_bar: bool = True) -> TrainResult:
+class _Run:
+    """One training run's state between the builder and the prompt file."""
+
+    def __init__(self, config: TrainConfig, objects: RunObjects, out_dir: Path, seconds_before: float = 0.0) -> None:
+        self.config = config
+        self.objects = objects
+        self.out_dir = out_dir
+        self.started = time.monotonic() - seconds_before
+        self.selector = PromptSelector(
+            config.top_k,
+            self.dev_score,
+            lambda ranked: self.prompt_file(ranked).save(out_dir / "prompt.json"),
+            evaluations=lambda: objects.reward.evaluations,
+            on_batch=self.checkpoint,
+        )
+        context = SearchContext(
+            config=config, reward=objects.reward, selector=self.selector, vocab=objects.vocab, backbone=objects.backbone,
+            env=objects.vec_env(), device=objects.models.device, out_dir=out_dir,
+        )
+        self.method: SearchMethod = search_method(config.algo)(context)
+
+    def dev_score(self, prompts: list[str]) -> list[float]:
+        return [score.accuracy for score in score_prompts(self.objects.scorer, prompts, self.objects.task.dev)]
+
+    def prompt_file(self, ranked: list[Candidate], test_accuracy: float | None = None) -> PromptFile:
+        objects, best = self.objects, ranked[0]
+        # Each candidate's perplexity is computed once, when it first reaches the file.
+        unmeasured = [c for c in ranked if c.perplexity is None]
+        backbone = objects.backbone
+        for candidate, value in zip(unmeasured, perplexity(backbone.model, backbone.tokenizer, [c.prompt for c in unmeasured])):
+            candidate.perplexity = round(float(value), 3)
+        task = objects.task
+        return PromptFile(
+            prompt=best.prompt,
+            token_ids=best.token_ids,
+            tokenizer=backbone.name,
+            target_lm=self.config.target_lm,
+            task=TaskSpec(task.name, task.template.text, task.verbalizers, task.label_names, task.manual_prompt, self.config.calibration),
+            accuracy={"train": best.train_accuracy, "dev": best.dev_accuracy, "test": test_accuracy},
+            budget={
+                "steps": self.selector.batches,
+                "prompts_sampled": self.selector.prompts_sampled,
+                "prompt_evaluations": objects.reward.evaluations,
+                "seconds": round(time.monotonic() - self.started, 1),
+            },
+            seed=self.config.seed,
+            versions=library_versions(),
+            candidates=ranked,
+            perplexity=best.perplexity,
+            perplexity_lm=backbone.name,
+            dtype=dtype_name(objects.models.dtype),
+        )
+
+    def checkpoint(self) -> None:
+        """After every batch: what ``--resume`` needs, each file replaced atomically."""
+        self.method.save(self.out_dir)
+        write_json_atomic(self.out_dir / STATE_FILE, {
+            "version": STATE_VERSION,
+            "algo": self.config.algo,
+            "seconds": time.monotonic() - self.started,
+            "selector": self.selector.state(),
+            "reward": self.objects.reward.state(),
+        })
+
+    def restore(self) -> None:
+        """Continue from the run folder's checkpoint."""
+        state = _read_state(self.out_dir)
+        self.selector.load_state(state["selector"])
+        self.objects.reward.load_state(state["reward"])
+        self.method.load(self.out_dir)
+
+    def search(self, progress_bar: bool) -> bool:
+        """Search for the steps left; True when interrupted (Ctrl-C)."""
+        try:
+            self.method.run(max(self.config.steps - self.selector.batches, 0), progress_bar)
+        except KeyboardInterrupt:
+            logger.warning("interrupted: keeping the best prompt so far")
+            return True
+        finally:
+            self.method.save(self.out_dir)
+            write_json_atomic(self.out_dir / "history.json", self.selector.history)
+        return False
+
+    def finish(self, interrupted: bool) -> TrainResult:
+        reward = self.objects.reward
+        logger.info("reward cache: %d of %d sampled prompts were repeats (hit rate %.1f%%)", reward.hits, reward.lookups, 100 * reward.hit_rate)
+        ranked = self.selector.ranked()
+        if not ranked:
+            raise RLPromptError("training stopped before any prompt was finished; nothing to save")
+        task, learned = self.objects.task, ranked[0].prompt
+        splits = ["dev", "test"] if self.config.evaluate_test and task.test and not interrupted else ["dev"]
+        baselines = {
+            split: dict(zip(["empty", "manual", "learned"], score_prompts(self.objects.scorer, ["", task.manual_prompt, learned], task.split(split))))
+            for split in splits
+        }
+        path = self.out_dir / "prompt.json"
+        result_file = self.prompt_file(ranked, baselines["test"]["learned"].accuracy if "test" in baselines else None)
+        result_file.save(path)
+        write_json_atomic(
+            self.out_dir / "baselines.json",
+            {split: {name: asdict(score) for name, score in scores.items()} for split, scores in baselines.items()},
+        )
+        return TrainResult(result_file, path, baselines, interrupted)
+
+
+def _read_run_file(path: Path, missing: str) -> dict:
+    """A run folder's JSON file, or a one-line error; ``missing`` says what to do when it is absent."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise RLPromptError(f"cannot resume: {path} does not exist; {missing}") from error
+    except json.JSONDecodeError as error:
+        raise RLPromptError(f"cannot resume: {path} is not valid JSON ({error.msg})") from error
+
+
+def _read_state(out_dir: Path) -> dict:
+    path = out_dir / STATE_FILE
+    state = _read_run_file(path, "was the run started by this rlprompt version?")
+    if state.get("version") != STATE_VERSION:
+        raise RLPromptError(f"cannot resume: {path} has version {state.get('version')!r}; this rlprompt reads {STATE_VERSION}")
+    return state
+
+
+def train(config: TrainConfig, progress_bar: bool = True, *, resume: bool = False) -> TrainResult:
     """Learn a prompt for ``config``; see the module docstring for the steps.
+
+    Args:
+        config: The run's settings.
+        progress_bar: Show a progress bar.
+        resume: Continue the run in ``run_dir(config)`` from its checkpoint: its policy, the
+            selector's candidates and history, and the reward cache (prompts already scored are
+            never scored again); ``config.steps`` counts the steps of both parts.
 
     Returns:
         The prompt file (also written to ``runs/<run>/prompt.json``) and the baseline scores.
         A Ctrl-C stops training early; the best prompt so far is still written and returned.
     """
-    config.check()
-    check_vocabulary_name(config.vocabulary)
-    started = time.monotonic()
     out_dir = run_dir(config)
-    task = load_config_task(config)
-    task.require("train", "dev")
-    device = resolve_device(config.device)
-    target = load_model(config.target_lm, resolve_dtype(config.dtype, device), device)
-    scorer = task_scorer(target, task, config.calibration, max_batch_tokens=config.max_batch_tokens)
-    backbone = _policy_backbone(config, target)
-    vocab = build_vocabulary(backbone.tokenizer, config.vocabulary, backbone.model)
-
-    reward_class = GapReward if config.reward == "gap" else AccuracyReward
-    reward_kwargs = dict(correct_coef=config.correct_coef, incorrect_coef=config.incorrect_coef) if config.reward == "gap" else {}
-    task_reward = reward_class(scorer, task.train, **reward_kwargs)
-    if config.fluency_weight:
-        task_reward = FluencyReward(task_reward, backbone.model, backbone.tokenizer, config.fluency_weight)
-    reward = CachedReward(task_reward)
-    env = PromptVecEnv(reward, vocab, num_envs=config.num_prompts, prompt_length=config.prompt_length)
-
-    def dev_accuracy(prompts: list[str]) -> list[float]:
-        return [score.accuracy for score in score_prompts(scorer, prompts, task.dev)]
-
-    def prompt_file(ranked: list[Candidate], budget_steps: int, test_accuracy: float | None = None) -> PromptFile:
-        best = ranked[0]
-        # Each candidate's perplexity is computed once, when it first reaches the file.
-        unmeasured = [c for c in ranked if c.perplexity is None]
-        for candidate, value in zip(unmeasured, perplexity(backbone.model, backbone.tokenizer, [c.prompt for c in unmeasured])):
-            candidate.perplexity = round(float(value), 3)
-        return PromptFile(
-            prompt=best.prompt,
-            token_ids=best.token_ids,
-            tokenizer=backbone.name,
-            target_lm=target.name,
-            task=TaskSpec(task.name, task.template.text, task.verbalizers, task.label_names, task.manual_prompt, config.calibration),
-            accuracy={"train": best.train_accuracy, "dev": best.dev_accuracy, "test": test_accuracy},
-            budget={
-                "steps": budget_steps,
-                "prompts_sampled": selector.prompts_sampled,
-                "prompt_evaluations": reward.evaluations,
-                "seconds": round(time.monotonic() - started, 1),
-            },
-            seed=config.seed,
-            versions=library_versions(),
-            candidates=ranked,
-            perplexity=best.perplexity,
-            perplexity_lm=backbone.name,
-            dtype=dtype_name(target.dtype),
-        )
-
+    state = _read_state(out_dir) if resume else None
+    objects = build(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "config.json", asdict(config))
-    path = out_dir / "prompt.json"
-    selector = PromptSelector(
-        config.top_k,
-        dev_accuracy,
-        lambda ranked: prompt_file(ranked, env_steps()).save(path),
-        evaluations=lambda: reward.evaluations,
-    )
-    env_steps = lambda: selector.batches  # noqa: E731
-    interrupted = False
-    algorithm = None if config.algo == "random" else _algorithm(config, env, backbone, vocab, out_dir, device)
-    try:
-        if algorithm is None:
-            _random_search(config, env, selector, progress_bar)
-        else:
-            algorithm.learn(
-                total_timesteps=config.steps * config.num_prompts * config.prompt_length,
-                callback=TopKPromptCallback(selector, config.max_evaluations),
-                progress_bar=progress_bar,
-            )
-    except KeyboardInterrupt:
-        interrupted = True
-        logger.warning("interrupted: keeping the best prompt so far")
-    if algorithm is not None:
-        algorithm.policy.save_trainable(str(out_dir / "policy.safetensors"))
-    write_json_atomic(out_dir / "history.json", selector.history)
-    logger.info(
-        "reward cache: %d of %d sampled prompts were repeats (hit rate %.1f%%)",
-        reward.hits, reward.lookups, 100 * reward.hit_rate,
-    )
-    ranked = selector.ranked()
-    if not ranked:
-        raise RLPromptError("training stopped before any prompt was finished; nothing to save")
-
-    baselines: dict[str, dict[str, PromptScore]] = {}
-    learned = ranked[0].prompt
-    splits = ["dev", "test"] if config.evaluate_test and task.test and not interrupted else ["dev"]
-    for split in splits:
-        scores = score_prompts(scorer, ["", task.manual_prompt, learned], task.split(split))
-        baselines[split] = dict(zip(["empty", "manual", "learned"], scores))
-    result_file = prompt_file(ranked, env_steps(), baselines["test"]["learned"].accuracy if "test" in baselines else None)
-    result_file.save(path)
-    write_json_atomic(
-        out_dir / "baselines.json",
-        {split: {name: asdict(score) for name, score in scores.items()} for split, scores in baselines.items()},
-    )
-    return TrainResult(result_file, path, baselines, interrupted)
+    run = _Run(config, objects, out_dir, seconds_before=state["seconds"] if state else 0.0)
+    if resume:
+        run.restore()
+        logger.info("resuming %s at step %d of %d (%d prompts already scored)", out_dir, run.selector.batches, config.steps, objects.reward.evaluations)
+    return run.finish(run.search(progress_bar))
 
 
-def _random_search(config: TrainConfig, env: PromptVecEnv, selector: PromptSelector, progress_bar: bool) -> None:
-    """The baseline RL must beat: every token drawn uniformly from the same action vocabulary,
-    prompts scored and chosen exactly as in RL (same env, reward, cache and selector)."""
-    from tqdm.auto import tqdm
+def resume_config(folder: str | Path, steps: int | None = None) -> TrainConfig:
+    """The config of the run in ``folder`` (its ``config.json``), to pass to ``train(..., resume=True)``.
 
-    rng = np.random.default_rng(config.seed)
-    env.reset()
-    for _ in tqdm(range(config.steps), desc="random search", unit="step", disable=not progress_bar):
-        for _ in range(config.prompt_length):
-            _, _, _, infos = env.step(rng.integers(env.vocab.size, size=env.num_envs))
-        selector.add(infos)
-        if selector.budget_spent(config.max_evaluations):
-            return
-
-
-def _algorithm(config: TrainConfig, env: PromptVecEnv, backbone: LoadedModel, vocab, out_dir: Path, device: torch.device):
-    from stable_baselines3 import A2C, PPO
-
-    policy_kwargs = dict(
-        backbone=backbone.model,
-        action_token_ids=vocab.token_ids,
-        start_token_id=_start_token(backbone.tokenizer),
-        adapter_hidden=config.adapter_hidden,
-    )
-    rollout = config.num_prompts * config.prompt_length
-    common = dict(
-        policy=LMAdapterPolicy,
-        env=env,
-        learning_rate=config.learning_rate,
-        n_steps=config.prompt_length,
-        gamma=1.0,
-        ent_coef=config.ent_coef,
-        policy_kwargs=policy_kwargs,
-        seed=config.seed,
-        device=device,
-        tensorboard_log=str(out_dir / "tensorboard"),
-        verbose=0,
-    )
-    torch.manual_seed(config.seed)
-    if config.algo == "ppo":
-        return PPO(batch_size=rollout, n_epochs=config.n_epochs, gae_lambda=0.95, **common)
-    return A2C(gae_lambda=1.0, **common)
+    Args:
+        folder: The run folder.
+        steps: A new total step count (to run longer than first planned).
+    """
+    folder = Path(folder)
+    values = _read_run_file(folder / "config.json", "give a run folder made by rlprompt train")
+    known = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in values.items() if k in known})
+    # The run folder may have moved since: resume where it is now.
+    config.runs_dir, config.run_name = str(folder.parent), folder.name
+    if steps is not None:
+        config.steps = steps
+    return config

@@ -15,10 +15,10 @@ from typing import Sequence
 from rlprompt.artifact import PromptFile, write_json_atomic
 from rlprompt.devices import check_device_name, check_dtype_name
 from rlprompt.errors import RLPromptError
-from rlprompt.evaluation import score_prompts, task_scorer
-from rlprompt.models import load_model
-from rlprompt.scoring import calibration_splits
-from rlprompt.tasks import Task, load_task
+from rlprompt.evaluation import score_prompts
+from rlprompt.models import ModelPool
+from rlprompt.scoring.base import calibration_splits
+from rlprompt.scoring.factory import make_scorer
 
 
 @dataclass
@@ -65,27 +65,21 @@ def transfer_matrix(
     if len(calibrations) > 1:
         # The empty and manual rows are scored one way; mixed files would make them ambiguous.
         raise RLPromptError(f"the prompt files mix calibrations ({', '.join(calibrations)}); transfer each kind separately")
-    tasks = [_task(p, task_name or reference.name, data) for p in prompt_files]
+    tasks = [p.task.to_task(data, name=task_name or reference.name) for p in prompt_files]
     for task in tasks:
         task.require(split, *calibration_splits(reference.calibration))
     rows = [TransferRow("empty", "", None), TransferRow("manual", tasks[0].manual_prompt, None)]
     rows += [TransferRow(label, p.prompt, p.target_lm) for label, p in zip(labels, prompt_files)]
     for spec in target_lms:
-        lm = load_model(spec, dtype, device)
-        reference_scores = score_prompts(task_scorer(lm, tasks[0], reference.calibration), ["", tasks[0].manual_prompt], tasks[0].split(split))
+        models = ModelPool(device, dtype)  # one model in memory at a time
+        scorer = make_scorer(spec, tasks[0], reference.calibration, models=models)
+        reference_scores = score_prompts(scorer, ["", tasks[0].manual_prompt], tasks[0].split(split))
         for row, score in zip(rows[:2], reference_scores):
             row.accuracy[spec] = score.accuracy
         for row, task in zip(rows[2:], tasks):
-            row.accuracy[spec] = score_prompts(task_scorer(lm, task, reference.calibration), [row.prompt], task.split(split))[0].accuracy
+            task_scorer = make_scorer(spec, task, reference.calibration, models=models)
+            row.accuracy[spec] = score_prompts(task_scorer, [row.prompt], task.split(split))[0].accuracy
     return rows
-
-
-def _task(prompt_file: PromptFile, task_name: str, data: str | None) -> Task:
-    spec = prompt_file.task
-    return load_task(
-        task_name, data, template=spec.template, verbalizers=spec.verbalizers,
-        label_names=spec.label_names, manual_prompt=spec.manual_prompt,
-    )
 
 
 def markdown_table(rows: Sequence[TransferRow], target_lms: Sequence[str]) -> str:

@@ -104,9 +104,8 @@ def bpe_tokenizer():
 def wordpiece_tokenizer():
     """A BERT-style WordPiece tokenizer that wraps inputs in [CLS] ... [SEP]."""
     from tokenizers import BertWordPieceTokenizer
-    from transformers import PreTrainedTokenizerFast
-
     from tokenizers.processors import BertProcessing
+    from transformers import PreTrainedTokenizerFast
 
     raw = BertWordPieceTokenizer(lowercase=True)
     raw.train_from_iterator(_corpus(), vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])

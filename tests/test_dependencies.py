@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
-import ast
 import configparser
 import re
 import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
+
+from tests.imports import imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_PARTY = {"rlprompt", "envs", "policies", "rewards"}
@@ -40,22 +41,15 @@ def declared() -> dict[str, str]:
     return {_normalize(re.match(r"[A-Za-z0-9_.-]+", line).group()): line for line in requirements}
 
 
-def imported_modules() -> dict[str, set[str]]:
+def third_party_imports() -> dict[str, set[str]]:
     """Top-level third-party module -> the library files that import it (lazy imports included)."""
     found: dict[str, set[str]] = {}
     for package in sorted(FIRST_PARTY):
         for path in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                else:
-                    continue
-                for name in names:
-                    top = name.split(".")[0]
-                    if top not in FIRST_PARTY and top not in sys.stdlib_module_names and top != "__future__":
-                        found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+            for name in imported_modules(path):
+                top = name.split(".")[0]
+                if top not in FIRST_PARTY and top not in sys.stdlib_module_names and top != "__future__":
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
     return found
 
 
@@ -63,7 +57,7 @@ def imported_distributions() -> dict[str, set[str]]:
     """Normalized distribution name -> importing files (a module not installed here maps by its own name)."""
     owners = packages_distributions()
     result: dict[str, set[str]] = {}
-    for module, files in imported_modules().items():
+    for module, files in third_party_imports().items():
         for distribution in owners.get(module, [module]):
             result.setdefault(_normalize(distribution), set()).update(files)
     return result

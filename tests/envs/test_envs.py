@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs import ENV_ID, PromptEnv, PromptVecEnv
-from policies.vocab import build_vocabulary
-from rewards import GapReward, RewardBatch
+from rlprompt.envs import ENV_ID, PromptEnv, PromptVecEnv
+from rlprompt.envs.vocab import build_vocabulary
 from rlprompt.errors import RLPromptError
+from rlprompt.rewards import GapReward, RewardBatch
 from rlprompt.scoring import Scorer
 from rlprompt.tasks import load_task
 
@@ -23,7 +23,7 @@ class CountingReward:
     def __call__(self, prompts):
         self.calls.append(list(prompts))
         rewards = np.array([float(len(p)) for p in prompts])
-        return RewardBatch(rewards=rewards, accuracy=np.full(len(prompts), 0.5))
+        return RewardBatch(rewards=rewards, metrics={"accuracy": np.full(len(prompts), 0.5)})
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_episode_reward_from_gap_reward(tiny_llama) -> None:
     env.step(1)
     _, r, terminated, _, info = env.step(2)
     expected = reward([vocab.decode([1, 2])])
-    assert terminated and r == pytest.approx(expected.rewards[0]) and info["accuracy"] == expected.accuracy[0]
+    assert terminated and r == pytest.approx(expected.rewards[0]) and info["metrics"] == {"accuracy": expected.metrics["accuracy"][0]}
 
 
 def test_vec_env_scores_all_prompts_in_one_call_and_zscores(vocab) -> None:

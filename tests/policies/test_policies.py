@@ -9,16 +9,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from envs import PromptVecEnv
-from policies import LMAdapterPolicy, build_vocabulary
-from policies.vocab import ActionVocabulary
-from rewards import RewardBatch
+from rlprompt.envs import PromptVecEnv, build_vocabulary
+from rlprompt.envs.vocab import ActionVocabulary
 from rlprompt.errors import RLPromptError
+from rlprompt.policies import LMAdapterPolicy
+from rlprompt.rewards import RewardBatch
 
 
 def _policy(lm, vocab: ActionVocabulary, prompt_length: int = 3) -> LMAdapterPolicy:
-    from envs.prompt_env import observation_space
     import gymnasium as gym
+
+    from rlprompt.envs.prompt_env import observation_space
 
     return LMAdapterPolicy(
         observation_space(prompt_length, vocab.size),
@@ -96,7 +97,7 @@ def test_ppo_learns_a_rewarded_token(tiny_llama) -> None:
 
     def reward(prompts):
         rewards = np.array([1.0 if p.split(" ")[0] == target_text else 0.0 for p in prompts])
-        return RewardBatch(rewards=rewards, accuracy=rewards)
+        return RewardBatch(rewards=rewards, metrics={"accuracy": rewards})
 
     env = PromptVecEnv(reward, vocab, num_envs=8, prompt_length=2)
     algo = PPO(
@@ -120,7 +121,7 @@ def test_trainable_parts_stay_fp32_whatever_the_backbone_dtype(tiny_llama, dtype
 
     backbone = copy.deepcopy(tiny_llama.model).to(dtype)
     vocab = build_vocabulary(tiny_llama.tokenizer, "words")
-    env = PromptVecEnv(lambda prompts: RewardBatch(np.arange(len(prompts), dtype=float), np.zeros(len(prompts))), vocab, num_envs=4, prompt_length=2)
+    env = PromptVecEnv(lambda prompts: RewardBatch(np.arange(len(prompts), dtype=float), {"accuracy": np.zeros(len(prompts))}), vocab, num_envs=4, prompt_length=2)
     algo = PPO(
         LMAdapterPolicy, env, n_steps=2, batch_size=8, n_epochs=1, gamma=1.0, seed=0, device="cpu",
         policy_kwargs=dict(backbone=backbone, action_token_ids=vocab.token_ids, start_token_id=tiny_llama.tokenizer.bos_token_id, adapter_hidden=16),
@@ -137,7 +138,7 @@ def test_trainable_parts_stay_fp32_whatever_the_backbone_dtype(tiny_llama, dtype
 
 
 def test_top_k_vocabulary_ranks_words_by_the_backbone_prior(tiny_llama) -> None:
-    from policies.vocab import unigram_prior
+    from rlprompt.envs.vocab import unigram_prior
 
     tokenizer = tiny_llama.tokenizer
     words = build_vocabulary(tokenizer, "words")

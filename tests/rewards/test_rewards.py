@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewards import AccuracyReward, GapReward, RewardBatch, gap_rewards, zscore
+from rlprompt.rewards import AccuracyReward, GapReward, RewardBatch, gap_rewards, zscore
 from rlprompt.scoring import Scorer
 from rlprompt.tasks import load_task
 
@@ -51,7 +51,7 @@ def test_batched_reward_equals_per_prompt_reward(demo_scorer, tol) -> None:
     for i, prompt in enumerate(prompts):
         alone = reward([prompt])
         assert alone.rewards[0] == pytest.approx(batch.rewards[i], abs=tol.reward)
-        assert alone.accuracy[0] == batch.accuracy[i]
+        assert alone.metrics["accuracy"][0] == batch.metrics["accuracy"][i]
 
 
 def test_accuracy_reward_is_percent_accuracy(demo_scorer) -> None:
@@ -60,25 +60,25 @@ def test_accuracy_reward_is_percent_accuracy(demo_scorer) -> None:
     batch = AccuracyReward(scorer, examples)(["It was"])
     logits = scorer.class_logits(["It was"], [e.text for e in examples])[0]
     expected = (logits.argmax(-1) == torch.tensor([e.label for e in examples])).float().mean().item()
-    assert batch.accuracy[0] == pytest.approx(expected)
+    assert batch.metrics["accuracy"][0] == pytest.approx(expected)
     assert batch.rewards[0] == pytest.approx(100 * expected)
 
 
 def test_cached_reward_scores_each_distinct_prompt_once() -> None:
-    from rewards import CachedReward
+    from rlprompt.rewards import CachedReward
 
     calls: list[list[str]] = []
 
     def reward(prompts):
         calls.append(list(prompts))
         values = np.array([float(len(p)) for p in prompts])
-        return RewardBatch(rewards=values, accuracy=values / 10)
+        return RewardBatch(rewards=values, metrics={"accuracy": values / 10})
 
     cached = CachedReward(reward)
     first = cached(["ab", "abc", "ab"])
     second = cached(["abc", "abcd"])
     assert calls == [["ab", "abc"], ["abcd"]]
-    assert first.rewards.tolist() == [2.0, 3.0, 2.0] and first.accuracy.tolist() == [0.2, 0.3, 0.2]
+    assert first.rewards.tolist() == [2.0, 3.0, 2.0] and first.metrics["accuracy"].tolist() == [0.2, 0.3, 0.2]
     assert second.rewards.tolist() == [3.0, 4.0]
     assert cached.evaluations == 3 and cached.lookups == 5 and cached.hits == 2
     assert cached.hit_rate == pytest.approx(0.4)
@@ -90,4 +90,4 @@ def test_gap_reward_same_with_and_without_prefix_cache(tiny_llama, tol) -> None:
     cached = GapReward(Scorer(tiny_llama, task.template, task.verbalizers), task.train)(prompts)
     plain = GapReward(Scorer(tiny_llama, task.template, task.verbalizers, prefix_cache=False), task.train)(prompts)
     assert cached.rewards == pytest.approx(plain.rewards, abs=tol.reward)
-    assert cached.accuracy.tolist() == plain.accuracy.tolist()
+    assert cached.metrics["accuracy"].tolist() == plain.metrics["accuracy"].tolist()

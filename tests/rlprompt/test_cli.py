@@ -197,8 +197,9 @@ def test_eval_on_run_folder(trained: tuple[subprocess.CompletedProcess[str], Pat
 
 
 def test_eval_applies_the_prompt_files_calibration(trained: tuple[subprocess.CompletedProcess[str], Path], tiny_llama_dir: Path, tmp_path: Path) -> None:
-    from rlprompt.evaluation import score_prompts, task_scorer
-    from rlprompt.models import load_model
+    from rlprompt.evaluation import score_prompts
+    from rlprompt.models import ModelPool
+    from rlprompt.scoring import make_scorer
     from rlprompt.tasks import load_task
 
     _, runs = trained
@@ -209,7 +210,7 @@ def test_eval_applies_the_prompt_files_calibration(trained: tuple[subprocess.Com
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].endswith(", calibration train-mean")
     task = load_task("demo")
-    expected = score_prompts(task_scorer(load_model(str(tiny_llama_dir)), task, "train-mean"), [prompt_file.prompt], task.test)[0]
+    expected = score_prompts(make_scorer(str(tiny_llama_dir), task, "train-mean", models=ModelPool()), [prompt_file.prompt], task.test)[0]
     assert table_rows(result.stdout)["learned"][-3] == f"{100 * expected.accuracy:.1f}%"
     test_only = tmp_path / "test.tsv"
     test_only.write_text("sentence\tlabel\ngood\t1\n", encoding="utf-8")
@@ -271,3 +272,15 @@ def test_env_reports_versions_and_what_auto_resolves_to_offline(tmp_path: Path) 
     rows = _env_rows(forced.stdout)
     assert (rows["--device auto"], rows["--dtype auto"]) == ("cpu", "fp32")
     assert rows["overrides"] == "RLPROMPT_DEVICE=cpu, RLPROMPT_DTYPE=fp32"
+
+
+def test_train_help_does_not_import_torch(tmp_path: Path) -> None:
+    """Settings are read and checked before anything heavy loads: --help is instant."""
+    code = (
+        "import sys\nfrom rlprompt.cli import main\ntry:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'stable_baselines3', 'gymnasium') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert "--resume RUN" in result.stdout and "{ppo,a2c,random}" in result.stdout
+    assert result.stdout.splitlines()[-1] == "[]"

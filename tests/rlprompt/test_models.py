@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlprompt.errors import RLPromptError
 from rlprompt.devices import cpu_has_fast_bf16, resolve_dtype
+from rlprompt.errors import RLPromptError
 from rlprompt.models import load_model, model_kind
 
 

@@ -27,14 +27,14 @@ def test_mean_log_likelihood_matches_a_direct_computation(tiny_llama, tol) -> No
 
 
 def test_fluency_reward_adds_weighted_log_likelihood(tiny_llama) -> None:
-    from rewards import FluencyReward, RewardBatch
+    from rlprompt.rewards import FluencyReward, RewardBatch
 
     def task_reward(prompts):
-        return RewardBatch(rewards=np.array([1.0] * len(prompts)), accuracy=np.array([0.5] * len(prompts)))
+        return RewardBatch(rewards=np.array([1.0] * len(prompts)), metrics={"accuracy": np.array([0.5] * len(prompts))})
 
     prompts = ["the food was great", "It was"]
     reward = FluencyReward(task_reward, tiny_llama.model, tiny_llama.tokenizer, weight=2.0)
     batch = reward(prompts)
     expected = 1.0 + 2.0 * mean_log_likelihood(tiny_llama.model, tiny_llama.tokenizer, prompts)
     assert batch.rewards == pytest.approx(expected)
-    assert batch.accuracy.tolist() == [0.5, 0.5]
+    assert batch.metrics == {"accuracy": pytest.approx([0.5, 0.5])}

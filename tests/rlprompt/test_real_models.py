@@ -25,6 +25,22 @@ def smollm2():
     return load_model("smollm2-135m")
 
 
+def assert_cache_matches_plain_path(lm, task, prompts, sentences) -> None:
+    """The prefix cache reads what the plain path reads: to float rounding in fp32; in bf16, where
+    the two paths round 30 layers of activations differently, to 0.35 logits and the same class
+    on nearly every pair."""
+    def both(model):
+        cached = Scorer(model, task.template, task.verbalizers).class_logits(prompts, sentences)
+        return cached, Scorer(model, task.template, task.verbalizers, prefix_cache=False).class_logits(prompts, sentences)
+
+    exact = lm if lm.dtype == torch.float32 else load_model(lm.name, "fp32")
+    torch.testing.assert_close(*both(exact), atol=1e-4, rtol=0)
+    if lm.dtype == torch.bfloat16:
+        cached, plain = both(lm)
+        torch.testing.assert_close(cached, plain, atol=0.35, rtol=0)
+        assert (cached.argmax(-1) == plain.argmax(-1)).float().mean() >= 0.9
+
+
 @needs_smollm2
 def test_smollm2_loads_as_a_frozen_causal_lm(smollm2) -> None:
     assert smollm2.kind == "causal"
@@ -38,9 +54,7 @@ def test_smollm2_prefix_cache_matches_plain_path(smollm2) -> None:
     task = load_task("demo")
     sentences = [e.text for e in task.dev[:6]]
     prompts = ["It was", "", "Overall the experience felt"]
-    cached = Scorer(smollm2, task.template, task.verbalizers).class_logits(prompts, sentences)
-    plain = Scorer(smollm2, task.template, task.verbalizers, prefix_cache=False).class_logits(prompts, sentences)
-    torch.testing.assert_close(cached, plain, atol=1e-4, rtol=0)
+    assert_cache_matches_plain_path(smollm2, task, prompts, sentences)
 
 
 @needs_smollm2
@@ -57,15 +71,15 @@ def test_instruction_prompt_reads_sentiment(smollm2) -> None:
 def test_registered_id_without_arguments_is_the_offline_default() -> None:
     from gymnasium.utils.env_checker import check_env
 
-    import envs
+    from rlprompt.envs import ENV_ID
 
-    env = gym.make(envs.ENV_ID)
+    env = gym.make(ENV_ID)
     assert env.unwrapped.prompt_length == 5
     check_env(env.unwrapped, skip_render_check=True)
     env.reset(seed=0)
     for action in [0, 1, 2, 3, 4]:
         _, reward, terminated, _, info = env.step(action)
-    assert terminated and isinstance(reward, float) and 0.0 <= info["accuracy"] <= 1.0
+    assert terminated and isinstance(reward, float) and 0.0 <= info["metrics"]["accuracy"] <= 1.0
 
 
 @needs_gemma
@@ -74,6 +88,4 @@ def test_gemma_scores_with_its_own_tokenizer() -> None:
     assert gemma.kind == "causal"
     task = load_task("demo")
     sentences = [e.text for e in task.dev[:4]]
-    cached = Scorer(gemma, task.template, task.verbalizers).class_logits(["It was", ""], sentences)
-    plain = Scorer(gemma, task.template, task.verbalizers, prefix_cache=False).class_logits(["It was", ""], sentences)
-    torch.testing.assert_close(cached, plain, atol=1e-4, rtol=0)
+    assert_cache_matches_plain_path(gemma, task, ["It was", ""], sentences)

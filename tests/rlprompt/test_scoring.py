@@ -205,7 +205,7 @@ def test_prefix_cache_matches_plain_path_with_sliding_window_layers(bpe_tokenize
 
 def test_cache_keyword_is_read_from_the_forward_signature(tiny_llama) -> None:
     """transformers renamed past_key_values to cache; both spellings are passed the way the model takes them."""
-    from rlprompt.scoring import _cache_keyword
+    from rlprompt.scoring.prefix_cache import cache_keyword as _cache_keyword
 
     class Before(torch.nn.Module):
         def forward(self, input_ids=None, attention_mask=None, past_key_values=None, use_cache=None): ...

@@ -55,9 +55,9 @@ def test_same_seed_gives_the_same_prompt(tiny_llama_dir, tmp_path) -> None:
 
 
 def test_ctrl_c_keeps_the_best_prompt_so_far(tiny_llama_dir, tmp_path, monkeypatch) -> None:
-    from rlprompt import callbacks
+    from rlprompt.search import sb3
 
-    original = callbacks.TopKPromptCallback._on_step
+    original = sb3.TopKPromptCallback._on_step
     calls = {"n": 0}
 
     def interrupt_on_second_batch(self):
@@ -68,7 +68,7 @@ def test_ctrl_c_keeps_the_best_prompt_so_far(tiny_llama_dir, tmp_path, monkeypat
                 raise KeyboardInterrupt
         return keep_going
 
-    monkeypatch.setattr(callbacks.TopKPromptCallback, "_on_step", interrupt_on_second_batch)
+    monkeypatch.setattr(sb3.TopKPromptCallback, "_on_step", interrupt_on_second_batch)
     result = train(_config(tiny_llama_dir, tmp_path, steps=50), progress_bar=False)
     assert result.interrupted
     saved = PromptFile.load(tmp_path / "run" / "prompt.json")
@@ -94,7 +94,7 @@ def test_random_search_is_seeded_and_draws_from_the_action_vocabulary(tiny_llama
     second = train(_config(tiny_llama_dir, tmp_path, algo="random", run_name="b", evaluate_test=False), progress_bar=False).prompt_file
     assert [c.prompt for c in first.candidates] == [c.prompt for c in second.candidates]
     assert not (tmp_path / "a" / "policy.safetensors").exists(), "random search has no policy to save"
-    from policies.vocab import build_vocabulary
+    from rlprompt.envs.vocab import build_vocabulary
     from rlprompt.models import load_model
 
     vocab = build_vocabulary(load_model(str(tiny_llama_dir)).tokenizer, "words")
@@ -133,9 +133,9 @@ def test_bad_config_is_rejected_before_any_work(tiny_llama_dir, tmp_path, overri
 
 
 def test_fluency_weight_enters_the_training_reward(tiny_llama_dir, tmp_path) -> None:
-    from rewards import GapReward
     from rlprompt.models import load_model
     from rlprompt.perplexity import mean_log_likelihood
+    from rlprompt.rewards import GapReward
     from rlprompt.scoring import Scorer
     from rlprompt.tasks import load_task
 
@@ -150,18 +150,18 @@ def test_fluency_weight_enters_the_training_reward(tiny_llama_dir, tmp_path) -> 
 
 
 def test_calibrated_training_rewards_and_records_calibrated_scores(tiny_llama_dir, tmp_path) -> None:
-    from rewards import GapReward
-    from rlprompt.evaluation import score_prompts, task_scorer
-    from rlprompt.models import load_model
+    from rlprompt.evaluation import score_prompts
+    from rlprompt.models import ModelPool
+    from rlprompt.rewards import GapReward
+    from rlprompt.scoring import make_scorer
     from rlprompt.tasks import load_task
 
     result = train(_config(tiny_llama_dir, tmp_path, calibration="train-mean"), progress_bar=False)
     best = result.prompt_file.candidates[0]
     assert result.prompt_file.task.calibration == "train-mean"
     assert PromptFile.load(result.path).task.calibration == "train-mean"
-    lm = load_model(str(tiny_llama_dir))
     task = load_task("demo")
-    scorer = task_scorer(lm, task, "train-mean")
+    scorer = make_scorer(str(tiny_llama_dir), task, "train-mean", models=ModelPool())
     assert best.train_reward == pytest.approx(GapReward(scorer, task.train)([best.prompt]).rewards[0], abs=1e-3)
     assert result.baselines["test"]["learned"].accuracy == score_prompts(scorer, [best.prompt], task.test)[0].accuracy
     assert train(_config(tiny_llama_dir, tmp_path, run_name="plain"), progress_bar=False).prompt_file.task.calibration == "none"

@@ -8,9 +8,9 @@ import pytest
 
 from rlprompt.artifact import PromptFile, TaskSpec
 from rlprompt.errors import RLPromptError
-from rlprompt.evaluation import score_prompts, task_scorer
-from rlprompt.models import load_model
-from rlprompt.scoring import Scorer
+from rlprompt.evaluation import score_prompts
+from rlprompt.models import ModelPool, load_model
+from rlprompt.scoring import Scorer, make_scorer
 from rlprompt.tasks import load_task
 from rlprompt.transfer import markdown_table, transfer_matrix, write_transfer
 
@@ -57,7 +57,7 @@ def test_calibrated_prompts_are_scored_calibrated_on_every_model(tiny_llama_dir,
     rows = transfer_matrix(files, ["a"], [llama, gpt2], split="dev")
     task = load_task("demo")
     for spec in (llama, gpt2):
-        scorer = task_scorer(load_model(spec), task, "train-mean")
+        scorer = make_scorer(spec, task, "train-mean", models=ModelPool())
         expected = score_prompts(scorer, ["", "It was", "the food was great"], task.dev)
         assert [row.accuracy[spec] for row in rows] == [score.accuracy for score in expected]
     with pytest.raises(RLPromptError, match=r"the prompt files mix calibrations \(none, train-mean\); transfer each kind separately"):

@@ -110,7 +110,7 @@ def _top_by_prior(ids: list[int], name: str, tokenizer, backbone) -> list[int]:
 
 def unigram_prior(backbone, tokenizer, max_texts: int = 320) -> torch.Tensor:
     """The backbone's next-token distribution averaged over every position of the built-in corpus."""
-    from rlprompt.scoring import left_pad, pad_token_id
+    from rlprompt.batching import left_pad, pad_token_id
     from rlprompt.tasks import load_task
 
     task = load_task("demo")

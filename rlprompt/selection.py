@@ -1,20 +1,18 @@
-"""Choosing the final prompt while prompts are being sampled, and watching training.
+"""Choosing the final prompt while prompts are being found: one rule for every search method.
 
-``PromptSelector`` is the one rule every search method uses to pick its prompt (RL and random
-search alike, so their comparison is about how prompts are proposed, not how one is chosen);
-``TopKPromptCallback`` feeds it from a stable-baselines3 run.
+RL and random search (and any later method) feed the same :class:`PromptSelector`, so their
+comparison is about how prompts are proposed, not how one is chosen.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from typing import Any, Callable, Sequence
 
-import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
-
 from rlprompt.artifact import Candidate
+from rlprompt.defaults import SELECTION_METRIC
 
 logger = logging.getLogger(__name__)
 
@@ -23,38 +21,46 @@ class PromptSelector:
     """Keeps the top-k distinct prompts by training reward and the best of them on dev.
 
     Every finished prompt (an env ``info`` with a ``"prompt"`` key) is a candidate. When a new
-    prompt enters the top-k it is scored on dev (once per prompt); the best prompt so far by dev
-    accuracy (ties: training reward) is kept even after it leaves the top-k, and is handed to
-    ``on_best`` with the other candidates whenever it changes, so a run stopped at any moment
-    leaves its best prompt.
+    prompt enters the top-k it is scored on dev (once per prompt); the best prompt so far by
+    the dev value of ``metric`` (ties: training reward) is kept even after it leaves the top-k,
+    and is handed to ``on_best`` with the other candidates whenever it changes, so a run
+    stopped at any moment leaves its best prompt.
 
     Args:
         top_k: How many distinct prompts to keep.
-        dev_accuracy: Scores a list of prompt texts on dev, returning accuracies in [0, 1].
+        dev_score: Scores a list of prompt texts on dev: the value of ``metric`` for each.
         on_best: Called with the ranked candidates whenever the best one changes.
         evaluations: Returns how many distinct prompts the training reward has scored so far
             (the target-LM budget spent), recorded in ``history``.
+        metric: The reward metric selection ranks on (its train value comes from each info's
+            ``metrics``); the candidates' ``train_accuracy``/``dev_accuracy`` hold it.
+        on_batch: Called after every finished batch (checkpoints for ``--resume``).
     """
 
     def __init__(
         self,
         top_k: int,
-        dev_accuracy: Callable[[list[str]], list[float]],
+        dev_score: Callable[[list[str]], list[float]],
         on_best: Callable[[list[Candidate]], None],
         evaluations: Callable[[], int] = lambda: 0,
+        metric: str = SELECTION_METRIC,
+        on_batch: Callable[[], None] = lambda: None,
     ) -> None:
         self.top_k = top_k
-        self.dev_accuracy = dev_accuracy
+        self.dev_score = dev_score
         self.on_best = on_best
         self.evaluations = evaluations
+        self.metric = metric
+        self.on_batch = on_batch
         self.candidates: dict[str, Candidate] = {}
         self.prompts_sampled = 0
         self.batches = 0
         self.best: Candidate | None = None
         self.history: list[dict[str, float]] = []
-        """One row per batch: prompts sampled, evaluations, best dev accuracy and its train reward,
+        """One row per batch: prompts sampled, evaluations, best dev value and its train reward,
         and the seconds since the selector was made (so step times and curves over wall time)."""
         self._started = time.monotonic()
+        self._seconds_before = 0.0
         self._dev_scores: dict[str, float] = {}
 
     @staticmethod
@@ -62,13 +68,18 @@ class PromptSelector:
         return (candidate.dev_accuracy if candidate.dev_accuracy is not None else -1.0, candidate.train_reward)
 
     def ranked(self) -> list[Candidate]:
-        """The best prompt so far first, then the kept candidates by dev accuracy and training reward."""
+        """The best prompt so far first, then the kept candidates by dev value and training reward."""
         others = sorted((c for c in self.candidates.values() if c is not self.best), key=self._merit, reverse=True)
         return ([self.best] if self.best else []) + others
 
     def budget_spent(self, max_evaluations: int | None) -> bool:
         """Whether the training reward has scored ``max_evaluations`` distinct prompts (None: never)."""
         return max_evaluations is not None and self.evaluations() >= max_evaluations
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of search so far, across resumed runs."""
+        return self._seconds_before + time.monotonic() - self._started
 
     def add(self, infos: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Take one batch of env infos; returns the finished prompts' infos (empty if none)."""
@@ -83,7 +94,7 @@ class PromptSelector:
                     prompt=info["prompt"],
                     token_ids=[int(t) for t in info["token_ids"]],
                     train_reward=info["raw_reward"],
-                    train_accuracy=info["accuracy"],
+                    train_accuracy=info["metrics"][self.metric],
                     dev_accuracy=self._dev_scores.get(info["prompt"]),
                 )
         # Keep only the top-k by training reward; only those are worth a dev evaluation.
@@ -91,15 +102,15 @@ class PromptSelector:
         self.candidates = {c.prompt: c for c in kept}
         to_score = [c for c in kept if c.dev_accuracy is None]
         if to_score:
-            for candidate, dev in zip(to_score, self.dev_accuracy([c.prompt for c in to_score])):
+            for candidate, dev in zip(to_score, self.dev_score([c.prompt for c in to_score])):
                 candidate.dev_accuracy = self._dev_scores[candidate.prompt] = float(dev)
         challenger = max(kept, key=self._merit)
         # The best prompt is never evicted: a later, higher-reward batch must beat it on dev.
         if self.best is None or self._merit(challenger) > self._merit(self.best):
             self.best = challenger
             logger.info(
-                "step %d: new best %r, dev accuracy %.1f%%, train reward %.1f",
-                self.batches, challenger.prompt, 100 * (challenger.dev_accuracy or 0.0), challenger.train_reward,
+                "step %d: new best %r, dev %s %.1f%%, train reward %.1f",
+                self.batches, challenger.prompt, self.metric, 100 * (challenger.dev_accuracy or 0.0), challenger.train_reward,
             )
             self.on_best(self.ranked())
         self.history.append(
@@ -109,45 +120,30 @@ class PromptSelector:
                 "evaluations": self.evaluations(),
                 "best_dev_accuracy": float(self.best.dev_accuracy or 0.0),
                 "best_train_reward": float(self.best.train_reward),
-                "seconds": round(time.monotonic() - self._started, 3),
+                "seconds": round(self.seconds, 3),
             }
         )
+        self.on_batch()
         return finished
 
+    def state(self) -> dict[str, Any]:
+        """Everything :meth:`load_state` needs to go on where this selector is, as JSON-ready data."""
+        return {
+            "candidates": [asdict(c) for c in self.candidates.values()],
+            "best": asdict(self.best) if self.best else None,
+            "prompts_sampled": self.prompts_sampled,
+            "batches": self.batches,
+            "history": self.history,
+            "dev_scores": self._dev_scores,
+            "seconds": self.seconds,
+        }
 
-class TopKPromptCallback(BaseCallback):
-    """Feeds every finished batch of a stable-baselines3 run to a ``PromptSelector``.
-
-    Also logs the batch's reward statistics to TensorBoard and stops training once the
-    training reward has scored ``max_evaluations`` distinct prompts (the target-LM budget).
-
-    Args:
-        selector: Chooses the final prompt.
-        max_evaluations: Stop after this many distinct prompt evaluations; None: no limit.
-    """
-
-    def __init__(self, selector: PromptSelector, max_evaluations: int | None = None) -> None:
-        super().__init__()
-        self.selector = selector
-        self.max_evaluations = max_evaluations
-
-    def _on_step(self) -> bool:
-        finished = self.selector.add(self.locals["infos"])
-        if not finished:
-            return True
-        raw = np.array([info["raw_reward"] for info in finished])
-        accuracy = np.array([info["accuracy"] for info in finished])
-        distinct = len({info["prompt"] for info in finished})
-        self.logger.record("prompts/train_reward_mean", float(raw.mean()))
-        self.logger.record("prompts/train_reward_max", float(raw.max()))
-        self.logger.record("prompts/train_accuracy_mean", float(accuracy.mean()))
-        self.logger.record("prompts/distinct_in_batch", distinct)
-        best = self.selector.best
-        assert best is not None
-        self.logger.record("prompts/best_dev_accuracy", float(best.dev_accuracy or 0.0))
-        self.logger.record("prompts/best_train_reward", float(best.train_reward))
-        logger.debug(
-            "step %d: train reward mean %.2f max %.2f, train accuracy %.3f, %d distinct prompts",
-            self.selector.batches, raw.mean(), raw.max(), accuracy.mean(), distinct,
-        )
-        return not self.selector.budget_spent(self.max_evaluations)
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Go on from :meth:`state`: no prompt already scored on dev is scored again."""
+        self.candidates = {c["prompt"]: Candidate(**c) for c in state["candidates"]}
+        best = state["best"]
+        self.best = (self.candidates.get(best["prompt"]) or Candidate(**best)) if best else None
+        self.prompts_sampled, self.batches = int(state["prompts_sampled"]), int(state["batches"])
+        self.history = list(state["history"])
+        self._dev_scores = {p: float(v) for p, v in state["dev_scores"].items()}
+        self._seconds_before, self._started = float(state["seconds"]), time.monotonic()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from rlprompt.artifact import Candidate
-from rlprompt.callbacks import PromptSelector, TopKPromptCallback
+from rlprompt.search.sb3 import TopKPromptCallback
+from rlprompt.selection import PromptSelector
 
 
 def _info(prompt: str, reward: float) -> dict:
-    return {"prompt": prompt, "token_ids": [1, 2], "raw_reward": reward, "accuracy": 0.5}
+    return {"prompt": prompt, "token_ids": [1, 2], "raw_reward": reward, "metrics": {"accuracy": 0.5}}
 
 
 def _drive(callback: TopKPromptCallback, batches: list[list[dict]]) -> list[bool]:

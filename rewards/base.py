@@ -1,0 +1,47 @@
+"""The reward seam: a reward scores a batch of prompt texts and names the metrics it reports.
+
+Classification (:mod:`rlprompt.rewards.classification`) is one implementation; a generation
+reward is another module deriving from :class:`PromptReward`. The env passes the metrics on in
+each finished prompt's ``info["metrics"]``, and selection ranks on one of them by name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from rlprompt.errors import RLPromptError
+
+
+@dataclass
+class RewardBatch:
+    """Raw (un-normalised) rewards of a batch of prompts, and named per-prompt metrics."""
+
+    rewards: np.ndarray
+    """One reward per prompt, shape ``[P]``."""
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    """Metric name -> one value per prompt, shape ``[P]`` (e.g. ``accuracy`` in [0, 1])."""
+
+    def metric(self, name: str) -> np.ndarray:
+        """The values of metric ``name``, or a clear error naming the metrics there are."""
+        if name not in self.metrics:
+            raise RLPromptError(f"the reward reports no metric '{name}'; it reports: {', '.join(self.metrics) or 'none'}")
+        return self.metrics[name]
+
+    def row(self, index: int) -> dict[str, float]:
+        """The metrics of prompt ``index``."""
+        return {name: float(values[index]) for name, values in self.metrics.items()}
+
+
+class PromptReward(ABC):
+    """Scores a batch of prompt texts on a task."""
+
+    metric_names: tuple[str, ...] = ()
+    """The metrics every batch of this reward carries."""
+
+    @abstractmethod
+    def __call__(self, prompts: Sequence[str]) -> RewardBatch:
+        """Rewards and metrics of ``prompts``, in order."""

@@ -1,0 +1,58 @@
+"""Padding and batching of token-id sequences: shared by the scorer, perplexity and vocabularies."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id padding uses; any id works where the attention mask hides it, so 0 without a pad token."""
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else 0
+
+
+def index_tensor(values: Sequence[int], device: torch.device) -> torch.Tensor:
+    """An index tensor on ``device``, built on the host and copied once."""
+    return torch.tensor(values, dtype=torch.long).to(device, non_blocking=True)
+
+
+def token_bounded_chunks(lengths: Sequence[int], max_tokens: int) -> list[range]:
+    """Consecutive index ranges whose padded size (longest x count) stays under ``max_tokens``."""
+    chunks, start, longest = [], 0, 0
+    for index, length in enumerate(lengths):
+        longest_if_added = max(longest, length)
+        if index > start and longest_if_added * (index - start + 1) > max_tokens:
+            chunks.append(range(start, index))
+            start, longest_if_added = index, length
+        longest = longest_if_added
+    chunks.append(range(start, len(lengths)))
+    return chunks
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, width: int | None = None, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask, padded on the left so every row ends at its last token."""
+    width = width or max(len(s) for s in sequences)
+    rows = [[pad_id] * (width - len(s)) + list(s) for s in sequences]
+    masks = [[0] * (width - len(s)) + [1] * len(s) for s in sequences]
+    return _to(rows, device), _to(masks, device)
+
+
+def right_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask, padded on the right."""
+    width = max(len(s) for s in sequences)
+    rows = [list(s) + [pad_id] * (width - len(s)) for s in sequences]
+    masks = [[1] * len(s) + [0] * (width - len(s)) for s in sequences]
+    return _to(rows, device), _to(masks, device)
+
+
+def _to(rows: list[list[int]], device: torch.device | str) -> torch.Tensor:
+    # Built on the host in one go, then one copy: no per-row writes into device memory.
+    return torch.tensor(rows, dtype=torch.long).to(device, non_blocking=True)

@@ -1,0 +1,147 @@
+"""RL search methods on stable-baselines3: PPO and A2C with RLPrompt's LM-adapter policy."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from rlprompt.errors import RLPromptError
+from rlprompt.perplexity import start_token_id
+from rlprompt.policies.lm_adapter import LMAdapterPolicy
+from rlprompt.search.base import SearchContext, SearchMethod
+from rlprompt.selection import PromptSelector
+
+logger = logging.getLogger(__name__)
+
+POLICY_FILE = "policy.safetensors"
+
+
+class TopKPromptCallback(BaseCallback):
+    """Feeds every finished batch of a stable-baselines3 run to a ``PromptSelector``.
+
+    Also logs the batch's reward and metric statistics to TensorBoard and stops training once
+    the training reward has scored ``max_evaluations`` distinct prompts (the target-LM budget).
+
+    Args:
+        selector: Chooses the final prompt.
+        max_evaluations: Stop after this many distinct prompt evaluations; None: no limit.
+    """
+
+    def __init__(self, selector: PromptSelector, max_evaluations: int | None = None) -> None:
+        super().__init__()
+        self.selector = selector
+        self.max_evaluations = max_evaluations
+
+    def _on_step(self) -> bool:
+        finished = self.selector.add(self.locals["infos"])
+        if not finished:
+            return True
+        raw = np.array([info["raw_reward"] for info in finished])
+        distinct = len({info["prompt"] for info in finished})
+        self.logger.record("prompts/train_reward_mean", float(raw.mean()))
+        self.logger.record("prompts/train_reward_max", float(raw.max()))
+        for name in finished[0]["metrics"]:
+            self.logger.record(f"prompts/train_{name}_mean", float(np.mean([info["metrics"][name] for info in finished])))
+        self.logger.record("prompts/distinct_in_batch", distinct)
+        best = self.selector.best
+        assert best is not None
+        self.logger.record(f"prompts/best_dev_{self.selector.metric}", float(best.dev_accuracy or 0.0))
+        self.logger.record("prompts/best_train_reward", float(best.train_reward))
+        logger.debug("step %d: train reward mean %.2f max %.2f, %d distinct prompts", self.selector.batches, raw.mean(), raw.max(), distinct)
+        return not self.selector.budget_spent(self.max_evaluations)
+
+
+def _start_token(tokenizer) -> int:
+    token_id = start_token_id(tokenizer)
+    if token_id is None:
+        token_id = tokenizer.pad_token_id
+    if token_id is None:
+        raise RLPromptError("the policy tokenizer has no BOS, EOS or PAD token to start a prompt with")
+    return token_id
+
+
+class SB3Search(SearchMethod):
+    """An on-policy stable-baselines3 algorithm over the batched env, one rollout per batch."""
+
+    algorithm_class: ClassVar[type[BaseAlgorithm]]
+
+    def __init__(self, context: SearchContext) -> None:
+        super().__init__(context)
+        config, backbone = context.config, context.backbone
+        policy_kwargs = dict(
+            backbone=backbone.model,
+            action_token_ids=context.vocab.token_ids,
+            start_token_id=_start_token(backbone.tokenizer),
+            adapter_hidden=config.adapter_hidden,
+        )
+        torch.manual_seed(config.seed)
+        self.algorithm = self.algorithm_class(
+            policy=LMAdapterPolicy,
+            env=context.env,
+            learning_rate=config.learning_rate,
+            n_steps=config.prompt_length,
+            gamma=1.0,
+            ent_coef=config.ent_coef,
+            policy_kwargs=policy_kwargs,
+            seed=config.seed,
+            device=context.device,
+            tensorboard_log=str(context.out_dir / "tensorboard"),
+            verbose=0,
+            **self.algorithm_kwargs(),
+        )
+
+    def algorithm_kwargs(self) -> dict:
+        """What this algorithm takes beyond the common settings."""
+        return {}
+
+    def run(self, steps: int, progress_bar: bool) -> None:
+        config = self.context.config
+        if self.context.selector.batches:  # resumed: fresh samples, not a replay of the first run
+            self.algorithm.set_random_seed(config.seed + self.context.selector.batches)
+        self.algorithm.learn(
+            total_timesteps=steps * config.num_prompts * config.prompt_length,
+            callback=TopKPromptCallback(self.context.selector, config.max_evaluations),
+            progress_bar=progress_bar,
+        )
+
+    def save(self, folder: Path) -> None:
+        """The adapter and value head (never the frozen LM), as safetensors; replaced atomically,
+        so a run killed mid-write keeps the previous file."""
+        temporary = folder / f".{POLICY_FILE}.tmp"
+        self.algorithm.policy.save_trainable(str(temporary))
+        os.replace(temporary, folder / POLICY_FILE)
+
+    def load(self, folder: Path) -> None:
+        path = folder / POLICY_FILE
+        if not path.is_file():
+            raise RLPromptError(f"cannot resume: {path} does not exist")
+        self.algorithm.policy.load_trainable(str(path))
+
+
+class PPOSearch(SB3Search):
+    """PPO (the default), several epochs over each batch of prompts."""
+
+    name = "ppo"
+    algorithm_class = PPO
+
+    def algorithm_kwargs(self) -> dict:
+        config = self.context.config
+        return dict(batch_size=config.num_prompts * config.prompt_length, n_epochs=config.n_epochs, gae_lambda=0.95)
+
+
+class A2CSearch(SB3Search):
+    """A2C, one update per batch."""
+
+    name = "a2c"
+    algorithm_class = A2C
+
+    def algorithm_kwargs(self) -> dict:
+        return dict(gae_lambda=1.0)
