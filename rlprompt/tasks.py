@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 from rlprompt.errors import RLPromptError
 from rlprompt.template import Template
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "{sentence} {prompt} {mask}"
 SPLITS = ("train", "dev", "test")
@@ -168,6 +171,10 @@ def load_task(
     return replace(result, **splits)
 
 
+def _rows(count: int) -> str:
+    return f"{count} row" + ("" if count == 1 else "s")
+
+
 def _split_file(folder: Path, split: str) -> Path | None:
     for suffix in DATA_SUFFIXES:
         candidate = folder / f"{split}{suffix}"
@@ -191,9 +198,17 @@ class _ExampleReader:
             rows = list(self._rows(path))
         except UnicodeDecodeError as error:
             raise RLPromptError(f"data file '{path}' is not UTF-8 text ({error.reason})") from error
-        examples = [self._example(path, line, row) for line, row in rows]
+        read = [(line, self._example(path, line, row)) for line, row in rows]
+        examples = [example for _, example in read if example is not None]
+        # The paper's published 16-shot splits hold rows whose text is only whitespace: one
+        # warning, not a refusal of the whole file.
+        skipped = [line for line, example in read if example is None]
         if not examples:
-            raise RLPromptError(f"data file '{path}' has no examples")
+            note = f" ({_rows(len(skipped))} with empty or whitespace-only text skipped)" if skipped else ""
+            raise RLPromptError(f"data file '{path}' has no examples{note}")
+        if skipped:
+            shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+            logger.warning("%s: skipped %s with empty or whitespace-only text (lines %s)", path, _rows(len(skipped)), shown)
         return examples
 
     def _rows(self, path: Path):
@@ -228,7 +243,8 @@ class _ExampleReader:
                     )
                 yield line, dict(zip(header, values))
 
-    def _example(self, path: Path, line: int, row: dict) -> Example:
+    def _example(self, path: Path, line: int, row: dict) -> Example | None:
+        """The example of one row; None when its text is empty or whitespace only."""
         text_column = self.text_column or next((c for c in ("sentence", "text") if c in row), None)
         if text_column is None or text_column not in row:
             wanted = self.text_column or "sentence or text"
@@ -237,7 +253,7 @@ class _ExampleReader:
             raise RLPromptError(f"{path} line {line}: no label column '{self.label_column}' (columns: {', '.join(map(str, row))}); set --label-column")
         text = str(row[text_column]).strip()
         if not text:
-            raise RLPromptError(f"{path} line {line}: empty text")
+            return None
         return Example(text=text, label=self._label(path, line, row[self.label_column]))
 
     def _label(self, path: Path, line: int, raw) -> int:
@@ -270,6 +286,7 @@ def _load_hub_splits(spec: str, reader: _ExampleReader) -> dict[str, list[Exampl
         for candidate in candidates:
             if candidate in dataset:
                 source = Path(f"hf:{spec}/{candidate}")
-                splits[split] = [reader._example(source, i + 1, row) for i, row in enumerate(dataset[candidate])]
+                examples = (reader._example(source, i + 1, row) for i, row in enumerate(dataset[candidate]))
+                splits[split] = [example for example in examples if example is not None]
                 break
     return splits

@@ -262,9 +262,19 @@ def test_missing_label_column(tmp_path: Path) -> None:
     )
 
 
-def test_empty_text(tmp_path: Path) -> None:
+def test_rows_with_only_whitespace_are_skipped_with_one_warning(tmp_path: Path, caplog) -> None:
+    path = _write(tmp_path / "test.tsv", "sentence\tlabel\nGood.\t1\n   \t1\n\t0\nBad.\t0\n")
+    with caplog.at_level("WARNING", logger="rlprompt.tasks"):
+        task = load_task("mine", str(path), verbalizers=TWO)
+    assert [(e.text, e.label) for e in task.test] == [("Good.", 1), ("Bad.", 0)]
+    assert [r.getMessage() for r in caplog.records] == [f"{path}: skipped 2 rows with empty or whitespace-only text (lines 3, 4)"]
+
+
+def test_a_file_of_only_empty_text_is_an_error(tmp_path: Path) -> None:
     path = _write(tmp_path / "test.tsv", "sentence\tlabel\n   \t1\n")
-    assert _error(task="mine", data=str(path), verbalizers=TWO) == f"{path} line 2: empty text"
+    assert _error(task="mine", data=str(path), verbalizers=TWO) == (
+        f"data file '{path}' has no examples (1 row with empty or whitespace-only text skipped)"
+    )
 
 
 def test_unknown_task_without_verbalizers(tmp_path: Path) -> None:
