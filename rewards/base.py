@@ -13,8 +13,6 @@ from typing import Sequence
 
 import numpy as np
 
-from rlprompt.errors import RLPromptError
-
 
 @dataclass
 class RewardBatch:
@@ -24,12 +22,6 @@ class RewardBatch:
     """One reward per prompt, shape ``[P]``."""
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     """Metric name -> one value per prompt, shape ``[P]`` (e.g. ``accuracy`` in [0, 1])."""
-
-    def metric(self, name: str) -> np.ndarray:
-        """The values of metric ``name``, or a clear error naming the metrics there are."""
-        if name not in self.metrics:
-            raise RLPromptError(f"the reward reports no metric '{name}'; it reports: {', '.join(self.metrics) or 'none'}")
-        return self.metrics[name]
 
     def row(self, index: int) -> dict[str, float]:
         """The metrics of prompt ``index``."""

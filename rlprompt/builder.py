@@ -8,7 +8,7 @@ backend, the policy backbone and its action vocabulary, the training reward (cac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from rlprompt.config import TrainConfig
@@ -121,11 +121,7 @@ def make_prompt_env(
         **settings: :class:`TrainConfig` fields (``target_lm``, ``task``, ``data``,
             ``prompt_length``, ``vocabulary``, ...); default: the offline demo.
     """
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise RLPromptError(f"unknown settings {unknown} for rlprompt/Prompt-v0; valid: {', '.join(sorted(known))}")
-    config = TrainConfig(**settings)
+    config = TrainConfig.from_mapping(settings, "rlprompt/Prompt-v0's settings")
     if reward is None or vocab is None:
         objects = build(config)
         reward, vocab = reward or objects.reward, vocab or objects.vocab

@@ -170,9 +170,15 @@ class TrainConfig:
             raise RLPromptError(f"config file '{path}' does not exist") from error
         except tomllib.TOMLDecodeError as error:
             raise RLPromptError(f"config file '{path}' is not valid TOML: {error}") from error
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values, f"config file '{path}'")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], source: str) -> TrainConfig:
+        """A config from setting names and values; ``source`` names where they came from in the error
+        for an unknown name."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise RLPromptError(f"config file '{path}' has unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
+            raise RLPromptError(f"{source} has unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")
         return cls(**values)

@@ -251,11 +251,6 @@ class ModelPool:
             self._models[spec] = load_model(spec, self.dtype, self.device)
         return self._models[spec]
 
-    def add(self, lm: LoadedModel) -> LoadedModel:
-        """Serve an already loaded model under its name (tests, experiments that reuse one)."""
-        self._models[lm.name] = lm
-        return lm
-
 
 def load_model(spec: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "auto") -> LoadedModel:
     """Load a frozen model from an alias, a ``.gguf`` file, a local folder or a hub id.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions, write_json_atomic
@@ -114,9 +114,8 @@ class _Run:
             "reward": self.objects.reward.state(),
         })
 
-    def restore(self) -> None:
-        """Continue from the run folder's checkpoint."""
-        state = _read_state(self.out_dir)
+    def restore(self, state: dict) -> None:
+        """Continue from the run folder's checkpoint (``state``, as :func:`_read_state` read it)."""
         self.selector.load_state(state["selector"])
         self.objects.reward.load_state(state["reward"])
         self.method.load(self.out_dir)
@@ -194,7 +193,7 @@ def train(config: TrainConfig, progress_bar: bool = True, *, resume: bool = Fals
     write_json_atomic(out_dir / "config.json", asdict(config))
     run = _Run(config, objects, out_dir, seconds_before=state["seconds"] if state else 0.0)
     if resume:
-        run.restore()
+        run.restore(state)
         logger.info("resuming %s at step %d of %d (%d prompts already scored)", out_dir, run.selector.batches, config.steps, objects.reward.evaluations)
     return run.finish(run.search(progress_bar))
 
@@ -207,9 +206,8 @@ def resume_config(folder: str | Path, steps: int | None = None) -> TrainConfig:
         steps: A new total step count (to run longer than first planned).
     """
     folder = Path(folder)
-    values = _read_run_file(folder / "config.json", "give a run folder made by rlprompt train")
-    known = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in values.items() if k in known})
+    path = folder / "config.json"
+    config = TrainConfig.from_mapping(_read_run_file(path, "give a run folder made by rlprompt train"), str(path))
     # The run folder may have moved since: resume where it is now.
     config.runs_dir, config.run_name = str(folder.parent), folder.name
     if steps is not None:

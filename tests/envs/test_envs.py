@@ -115,3 +115,8 @@ def test_step_outside_action_space_is_rejected(vocab) -> None:
     env.reset()
     with pytest.raises(ValueError, match="outside the action space"):
         env.step(vocab.size)
+
+
+def test_registered_id_names_an_unknown_setting() -> None:
+    with pytest.raises(RLPromptError, match=r"rlprompt/Prompt-v0's settings has unknown keys \['prompt_len'\]; valid keys: "):
+        gym.make(ENV_ID, prompt_len=3)
