@@ -24,6 +24,14 @@ def observation_space(prompt_length: int, vocab_size: int) -> gym.spaces.Box:
     return gym.spaces.Box(low=0, high=max(vocab_size - 1, prompt_length), shape=(prompt_length + 1,), dtype=np.int64)
 
 
+def prompt_observation(actions: Sequence[int], prompt_length: int) -> np.ndarray:
+    """The observation of a prompt whose first tokens are ``actions``: ``[a_1, ..., a_L, length]``."""
+    obs = np.zeros(prompt_length + 1, dtype=np.int64)
+    obs[: len(actions)] = actions
+    obs[-1] = len(actions)
+    return obs
+
+
 def check_prompt_length(prompt_length: int) -> None:
     if not isinstance(prompt_length, (int, np.integer)) or prompt_length < 1:
         raise RLPromptError(f"prompt length must be an integer >= 1, got {prompt_length!r}")
@@ -61,10 +69,7 @@ class PromptEnv(gym.Env):
         self._actions: list[int] = []
 
     def _obs(self) -> np.ndarray:
-        obs = np.zeros(self.prompt_length + 1, dtype=np.int64)
-        obs[: len(self._actions)] = self._actions
-        obs[-1] = len(self._actions)
-        return obs
+        return prompt_observation(self._actions, self.prompt_length)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)

@@ -82,18 +82,45 @@ class BackboneFeatures(BaseFeaturesExtractor):
         return hidden[torch.arange(obs.shape[0], device=obs.device), lengths].float()
 
 
+ADAPTER_INIT_STD = 1e-4
+"""Std of the adapter's initial weights: near zero, so the first prompts are almost uniform."""
+
+
+def make_adapter(hidden: int, adapter_hidden: int = ADAPTER_HIDDEN, init_std: float = ADAPTER_INIT_STD) -> nn.Sequential:
+    """The trainable MLP from the backbone's last hidden state to a vector for the tied head."""
+    adapter = nn.Sequential(nn.Linear(hidden, adapter_hidden), nn.ReLU(), nn.Linear(adapter_hidden, hidden))
+    for layer in adapter:
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, std=init_std)
+            nn.init.zeros_(layer.bias)
+    return adapter
+
+
+def action_head_rows(backbone: nn.Module, action_token_ids: Sequence[int]) -> torch.Tensor:
+    """The frozen output head's rows of the action tokens, in fp32 whatever the backbone's dtype
+    (the adapter's fp32 output meets them)."""
+    head = backbone.get_output_embeddings().weight
+    return head.detach()[torch.tensor(list(action_token_ids), device=head.device)].float()
+
+
+def top_k_logits(logits: torch.Tensor, k: int | None) -> torch.Tensor:
+    """``logits`` with all but the ``k`` largest of each row at the dtype's minimum (a
+    probability of 0 that keeps entropy and log-probabilities finite); None: unchanged."""
+    if k is None or k >= logits.shape[-1]:
+        return logits
+    # By index, not by value: exactly k survive even when logits tie (an untrained adapter's are near-equal).
+    dropped = torch.ones_like(logits, dtype=torch.bool).scatter_(-1, logits.topk(k, dim=-1).indices, False)
+    return logits.masked_fill(dropped, torch.finfo(logits.dtype).min)
+
+
 class AdapterAndValue(nn.Module):
     """The trainable part: the adapter MLP (actor) and a small MLP for the critic."""
 
-    def __init__(self, hidden: int, adapter_hidden: int = ADAPTER_HIDDEN, value_hidden: int = 64, init_std: float = 1e-4) -> None:
+    def __init__(self, hidden: int, adapter_hidden: int = ADAPTER_HIDDEN, value_hidden: int = 64, init_std: float = ADAPTER_INIT_STD) -> None:
         super().__init__()
         self.latent_dim_pi = hidden
         self.latent_dim_vf = value_hidden
-        self.adapter = nn.Sequential(nn.Linear(hidden, adapter_hidden), nn.ReLU(), nn.Linear(adapter_hidden, hidden))
-        for layer in self.adapter:
-            if isinstance(layer, nn.Linear):
-                nn.init.normal_(layer.weight, std=init_std)
-                nn.init.zeros_(layer.bias)
+        self.adapter = make_adapter(hidden, adapter_hidden, init_std)
         self.critic = nn.Sequential(nn.Linear(hidden, value_hidden), nn.Tanh())
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,6 +144,9 @@ class LMAdapterPolicy(ActorCriticPolicy):
         action_token_ids: Token id of each action.
         start_token_id: Token the backbone reads before the first prompt token.
         adapter_hidden: Width of the adapter MLP (2048 in the paper).
+        sample_top_k: Sample each token from the ``k`` likeliest actions only (the paper's 256);
+            the truncated distribution is the policy's own, so PPO's ratios and entropy use it
+            too; None: the full distribution. The greedy action is the same either way.
         **kwargs: Passed to :class:`ActorCriticPolicy` (``ortho_init`` is always off: SB3's
             orthogonal init would overwrite the backbone's pretrained head).
     """
@@ -130,13 +160,13 @@ class LMAdapterPolicy(ActorCriticPolicy):
         action_token_ids: Sequence[int],
         start_token_id: int,
         adapter_hidden: int = ADAPTER_HIDDEN,
+        sample_top_k: int | None = None,
         **kwargs,
     ) -> None:
         self.backbone_hidden = backbone.get_input_embeddings().weight.shape[1]
         self.adapter_hidden = adapter_hidden
-        head = backbone.get_output_embeddings().weight
-        # fp32 whatever the backbone's dtype: the adapter's fp32 output meets these rows.
-        self._head_rows = head.detach()[torch.tensor(list(action_token_ids), device=head.device)].float()
+        self.sample_top_k = sample_top_k
+        self._head_rows = action_head_rows(backbone, action_token_ids)
         kwargs["ortho_init"] = False
         kwargs["features_extractor_class"] = BackboneFeatures
         kwargs["features_extractor_kwargs"] = dict(
@@ -153,6 +183,9 @@ class LMAdapterPolicy(ActorCriticPolicy):
         head.weight = nn.Parameter(self._head_rows.clone(), requires_grad=False)
         self.action_net = head
         self.optimizer = self.optimizer_class(self.trainable_parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_action_dist_from_latent(self, latent_pi: torch.Tensor):
+        return self.action_dist.proba_distribution(action_logits=top_k_logits(self.action_net(latent_pi), self.sample_top_k))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

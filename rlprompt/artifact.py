@@ -69,6 +69,8 @@ class Candidate:
     test_accuracy: float | None = None
     perplexity: float | None = None
     """Perplexity of the prompt text under the prompt file's ``perplexity_lm``."""
+    greedy: bool = False
+    """The policy's greedy (most likely) prompt at one of the run's greedy checks, not only a sample."""
 
 
 @dataclass
@@ -176,6 +178,7 @@ class PromptFile:
                     dev_accuracy=check.field(item, "dev_accuracy", (int, float, type(None)), where, default=None),
                     test_accuracy=check.field(item, "test_accuracy", (int, float, type(None)), where, default=None),
                     perplexity=check.field(item, "perplexity", (int, float, type(None)), where, default=None),
+                    greedy=check.field(item, "greedy", bool, where, default=False),
                 )
             )
         return cls(

@@ -34,6 +34,8 @@ _LOWER_BOUNDS = (
     ("top_k", 1, ""),
     ("seed", 0, ""),
     ("max_batch_tokens", 1, ""),
+    ("sample_top_k", 0, " (0: sample from every action)"),
+    ("greedy_every", 0, " (0: never)"),
 )
 # Settings that must be > 0.
 _POSITIVE = ("learning_rate", "correct_coef")
@@ -76,17 +78,24 @@ class TrainConfig:
     """Training steps; each samples num_prompts prompts and updates the policy once."""
     algo: str = "ppo"
     """Search method, one of the registered ones (rlprompt.search): ppo and a2c (RL on
-    stable-baselines3), random (uniform random search, the baseline)."""
+    stable-baselines3), sql (soft Q-learning, the paper's algorithm), random (uniform random
+    search, the baseline)."""
     max_evaluations: int | None = None
     """Stop once the training reward has scored this many distinct prompts (the target-LM
     budget); default: run all steps."""
-    learning_rate: float = 5e-4
-    """Learning rate of the adapter and value head (2e-4 barely moves the policy within a few
-    hundred prompt evaluations; 1e-3 collapses it onto one prompt; see experiments/README.md)."""
+    learning_rate: float | None = None
+    """Learning rate of the trainable policy parts; default: the method's (ppo, a2c 5e-4; sql
+    5e-5, the paper's)."""
+    sample_top_k: int | None = None
+    """Sample each prompt token from the K likeliest actions only; 0: from all of them; default:
+    the method's (sql 256, the paper's; ppo, a2c all)."""
+    greedy_every: int = 10
+    """Every this many steps, score the policy's most likely (greedy) prompt on train and dev; it
+    enters the candidates (the paper's every 10); 0: never."""
     n_epochs: int = 4
     """PPO epochs over each batch of prompts."""
     ent_coef: float = 0.0
-    """Entropy bonus."""
+    """Entropy bonus (ppo, a2c)."""
     adapter_hidden: int = ADAPTER_HIDDEN
     """Width of the policy's adapter MLP (2048 in the paper)."""
     reward: str = "gap"
@@ -130,7 +139,7 @@ class TrainConfig:
                 raise RLPromptError(f"{flag} must be >= {low:g}{why}, got {value!r}")
         for name in _POSITIVE:
             value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
                 raise RLPromptError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
         for name in ("ent_coef", "fluency_weight", "incorrect_coef"):
             if not math.isfinite(getattr(self, name)):

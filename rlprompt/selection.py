@@ -90,29 +90,12 @@ class PromptSelector:
         self.batches += 1
         for info in finished:
             if info["prompt"] not in self.candidates:
-                self.candidates[info["prompt"]] = Candidate(
-                    prompt=info["prompt"],
-                    token_ids=[int(t) for t in info["token_ids"]],
-                    train_reward=info["raw_reward"],
-                    train_accuracy=info["metrics"][self.metric],
-                    dev_accuracy=self._dev_scores.get(info["prompt"]),
-                )
+                self.candidates[info["prompt"]] = self._candidate(info)
         # Keep only the top-k by training reward; only those are worth a dev evaluation.
         kept = sorted(self.candidates.values(), key=lambda c: c.train_reward, reverse=True)[: self.top_k]
         self.candidates = {c.prompt: c for c in kept}
-        to_score = [c for c in kept if c.dev_accuracy is None]
-        if to_score:
-            for candidate, dev in zip(to_score, self.dev_score([c.prompt for c in to_score])):
-                candidate.dev_accuracy = self._dev_scores[candidate.prompt] = float(dev)
-        challenger = max(kept, key=self._merit)
-        # The best prompt is never evicted: a later, higher-reward batch must beat it on dev.
-        if self.best is None or self._merit(challenger) > self._merit(self.best):
-            self.best = challenger
-            logger.info(
-                "step %d: new best %r, dev %s %.1f%%, train reward %.1f",
-                self.batches, challenger.prompt, self.metric, 100 * (challenger.dev_accuracy or 0.0), challenger.train_reward,
-            )
-            self.on_best(self.ranked())
+        self._score_on_dev([c for c in kept if c.dev_accuracy is None])
+        self._challenge(max(kept, key=self._merit))
         self.history.append(
             {
                 "batch": self.batches,
@@ -125,6 +108,54 @@ class PromptSelector:
         )
         self.on_batch()
         return finished
+
+    def add_greedy(self, info: dict[str, Any]) -> Candidate:
+        """Take the policy's greedy prompt (an env ``info`` of a finished prompt): it is scored on
+        dev and enters the candidates whatever its training reward, and the last ``history`` row
+        records it."""
+        prompt = info["prompt"]
+        best = self.best if self.best is not None and self.best.prompt == prompt else None
+        candidate = self.candidates.get(prompt) or best or self._candidate(info)
+        candidate.greedy = True
+        self.candidates[prompt] = candidate
+        self._score_on_dev([candidate] if candidate.dev_accuracy is None else [])
+        self._challenge(candidate)
+        if self.history:
+            self.history[-1].update(
+                greedy_prompt=candidate.prompt,
+                greedy_train_reward=float(candidate.train_reward),
+                greedy_dev_accuracy=float(candidate.dev_accuracy or 0.0),
+                evaluations=self.evaluations(),
+                best_dev_accuracy=float(self.best.dev_accuracy or 0.0),
+                best_train_reward=float(self.best.train_reward),
+            )
+        return candidate
+
+    def _candidate(self, info: dict[str, Any]) -> Candidate:
+        return Candidate(
+            prompt=info["prompt"],
+            token_ids=[int(t) for t in info["token_ids"]],
+            train_reward=info["raw_reward"],
+            train_accuracy=info["metrics"][self.metric],
+            dev_accuracy=self._dev_scores.get(info["prompt"]),
+        )
+
+    def _score_on_dev(self, candidates: list[Candidate]) -> None:
+        if candidates:
+            for candidate, dev in zip(candidates, self.dev_score([c.prompt for c in candidates])):
+                candidate.dev_accuracy = self._dev_scores[candidate.prompt] = float(dev)
+
+    def _challenge(self, challenger: Candidate) -> None:
+        """Make ``challenger`` the best prompt if it beats the best so far on dev (ties: training
+        reward). The best prompt is never evicted: a later, higher-reward batch must beat it on dev."""
+        if self.best is None or self._merit(challenger) > self._merit(self.best):
+            self.best = challenger
+            logger.info(
+                "step %d: new best %r%s, dev %s %.1f%%, train reward %.1f",
+                self.batches, challenger.prompt, " (greedy)" if challenger.greedy else "", self.metric,
+                100 * (challenger.dev_accuracy or 0.0), challenger.train_reward,
+            )
+            self.on_best(self.ranked())
 
     def state(self) -> dict[str, Any]:
         """Everything :meth:`load_state` needs to go on where this selector is, as JSON-ready data."""

@@ -19,6 +19,7 @@ from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions,
 from rlprompt.builder import RunObjects, build
 from rlprompt.config import TrainConfig
 from rlprompt.devices import dtype_name
+from rlprompt.envs.prompt_env import finished_info
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import PromptScore, score_prompts
 from rlprompt.perplexity import perplexity
@@ -63,7 +64,7 @@ class _Run:
             self.dev_score,
             lambda ranked: self.prompt_file(ranked).save(out_dir / "prompt.json"),
             evaluations=lambda: objects.reward.evaluations,
-            on_batch=self.checkpoint,
+            on_batch=self.after_batch,
         )
         context = SearchContext(
             config=config, reward=objects.reward, selector=self.selector, vocab=objects.vocab, backbone=objects.backbone,
@@ -102,6 +103,25 @@ class _Run:
             perplexity_lm=backbone.name,
             dtype=dtype_name(objects.models.dtype),
         )
+
+    def after_batch(self) -> None:
+        """Every ``greedy_every`` batches the policy's greedy prompt is scored and enters the
+        candidates; then the checkpoint."""
+        every = self.config.greedy_every
+        if every and self.selector.batches % every == 0:
+            self.score_greedy()
+        self.checkpoint()
+
+    def score_greedy(self) -> None:
+        """Score the policy's greedy prompt on train (one evaluation of the budget, unless already
+        scored) and dev, and hand it to the selector; nothing for a method without a policy."""
+        actions = self.method.decode_greedy()
+        if actions is None:
+            return
+        vocab = self.objects.vocab
+        batch = self.objects.reward([vocab.decode(actions)])
+        candidate = self.selector.add_greedy(finished_info(vocab, actions, batch, 0))
+        logger.debug("step %d: greedy prompt %r, dev %.3f", self.selector.batches, candidate.prompt, candidate.dev_accuracy or 0.0)
 
     def checkpoint(self) -> None:
         """After every batch: what ``--resume`` needs, each file replaced atomically."""

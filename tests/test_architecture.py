@@ -17,7 +17,7 @@ FOLDERS = {"rlprompt": "rlprompt", "envs": "rlprompt.envs", "policies": "rlpromp
 LAYERS = ("core", "rewards", "envs", "policies", "orchestration")
 ORCHESTRATION = {
     "rlprompt.builder", "rlprompt.cli", "rlprompt.config", "rlprompt.environment", "rlprompt.search",
-    "rlprompt.search.base", "rlprompt.search.random_search", "rlprompt.search.sb3", "rlprompt.train",
+    "rlprompt.search.base", "rlprompt.search.random_search", "rlprompt.search.sb3", "rlprompt.search.sql", "rlprompt.train",
 }
 """What wires the layers below into runs and commands."""
 CORE = {

@@ -15,6 +15,7 @@ from rlprompt.errors import RLPromptError
 SEARCH_METHODS: dict[str, str] = {
     "ppo": "rlprompt.search.sb3:PPOSearch",
     "a2c": "rlprompt.search.sb3:A2CSearch",
+    "sql": "rlprompt.search.sql:SQLSearch",
     "random": "rlprompt.search.random_search:RandomSearch",
 }
 """``--algo`` name -> ``module:class`` of its :class:`~rlprompt.search.base.SearchMethod`."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from rlprompt.config import TrainConfig
@@ -51,9 +52,37 @@ class SearchMethod(ABC):
 
     name: ClassVar[str]
     """Its ``--algo`` name."""
+    default_learning_rate: ClassVar[float | None] = None
+    """``--learning-rate`` when the config leaves it unset (None: the method learns nothing)."""
+    default_sample_top_k: ClassVar[int] = 0
+    """``--sample-top-k`` when the config leaves it unset (0: the full distribution)."""
 
     def __init__(self, context: SearchContext) -> None:
         self.context = context
+
+    @property
+    def learning_rate(self) -> float:
+        """The config's learning rate, else this method's default."""
+        value = self.context.config.learning_rate
+        return value if value is not None else self.default_learning_rate
+
+    @property
+    def sample_top_k(self) -> int | None:
+        """How many of the likeliest actions each token is sampled from; None: all of them."""
+        value = self.context.config.sample_top_k
+        value = value if value is not None else self.default_sample_top_k
+        return value or None
+
+    def observation(self, actions: list[int]) -> np.ndarray:
+        """The env's observation of a prompt whose first tokens are ``actions``."""
+        from rlprompt.envs.prompt_env import prompt_observation
+
+        return prompt_observation(actions, self.context.env.prompt_length)
+
+    def decode_greedy(self) -> list[int] | None:
+        """The policy's most likely prompt, token by token (argmax); None for a method without a
+        policy. The run scores it on train and dev every ``greedy_every`` steps."""
+        return None
 
     @abstractmethod
     def run(self, steps: int, progress_bar: bool) -> None:
@@ -65,3 +94,22 @@ class SearchMethod(ABC):
 
     def load(self, folder: Path) -> None:  # noqa: B027 (an optional hook, like save)
         """Continue from what :meth:`save` wrote in ``folder``."""
+
+
+def record_batch(logger: Any, selector: PromptSelector, finished: list[dict[str, Any]]) -> None:
+    """Record a finished batch's reward and metric statistics and the best prompt so far on a
+    stable-baselines3 logger (TensorBoard); nothing for an unfinished batch."""
+    import numpy as np
+
+    if not finished:
+        return
+    raw = np.array([info["raw_reward"] for info in finished])
+    logger.record("prompts/train_reward_mean", float(raw.mean()))
+    logger.record("prompts/train_reward_max", float(raw.max()))
+    for name in finished[0]["metrics"]:
+        logger.record(f"prompts/train_{name}_mean", float(np.mean([info["metrics"][name] for info in finished])))
+    logger.record("prompts/distinct_in_batch", len({info["prompt"] for info in finished}))
+    best = selector.best
+    if best is not None:
+        logger.record(f"prompts/best_dev_{selector.metric}", float(best.dev_accuracy or 0.0))
+        logger.record("prompts/best_train_reward", float(best.train_reward))

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -16,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rlprompt.errors import RLPromptError
 from rlprompt.perplexity import start_token_id
 from rlprompt.policies.lm_adapter import LMAdapterPolicy
-from rlprompt.search.base import SearchContext, SearchMethod
+from rlprompt.search.base import SearchContext, SearchMethod, record_batch
 from rlprompt.selection import PromptSelector
 
 logger = logging.getLogger(__name__)
@@ -44,22 +43,13 @@ class TopKPromptCallback(BaseCallback):
         finished = self.selector.add(self.locals["infos"])
         if not finished:
             return True
-        raw = np.array([info["raw_reward"] for info in finished])
-        distinct = len({info["prompt"] for info in finished})
-        self.logger.record("prompts/train_reward_mean", float(raw.mean()))
-        self.logger.record("prompts/train_reward_max", float(raw.max()))
-        for name in finished[0]["metrics"]:
-            self.logger.record(f"prompts/train_{name}_mean", float(np.mean([info["metrics"][name] for info in finished])))
-        self.logger.record("prompts/distinct_in_batch", distinct)
-        best = self.selector.best
-        assert best is not None
-        self.logger.record(f"prompts/best_dev_{self.selector.metric}", float(best.dev_accuracy or 0.0))
-        self.logger.record("prompts/best_train_reward", float(best.train_reward))
-        logger.debug("step %d: train reward mean %.2f max %.2f, %d distinct prompts", self.selector.batches, raw.mean(), raw.max(), distinct)
+        record_batch(self.logger, self.selector, finished)
+        logger.debug("step %d: %d prompts finished", self.selector.batches, len(finished))
         return not self.selector.budget_spent(self.max_evaluations)
 
 
-def _start_token(tokenizer) -> int:
+def start_token(tokenizer) -> int:
+    """The token the policy backbone reads before the first prompt token."""
     token_id = start_token_id(tokenizer)
     if token_id is None:
         token_id = tokenizer.pad_token_id
@@ -72,6 +62,9 @@ class SB3Search(SearchMethod):
     """An on-policy stable-baselines3 algorithm over the batched env, one rollout per batch."""
 
     algorithm_class: ClassVar[type[BaseAlgorithm]]
+    # 2e-4 barely moves the policy within a few hundred prompt evaluations; 1e-3 collapses it
+    # onto one prompt (the learning-rate study, experiments/README.md).
+    default_learning_rate = 5e-4
 
     def __init__(self, context: SearchContext) -> None:
         super().__init__(context)
@@ -79,14 +72,15 @@ class SB3Search(SearchMethod):
         policy_kwargs = dict(
             backbone=backbone.model,
             action_token_ids=context.vocab.token_ids,
-            start_token_id=_start_token(backbone.tokenizer),
+            start_token_id=start_token(backbone.tokenizer),
             adapter_hidden=config.adapter_hidden,
+            sample_top_k=self.sample_top_k,
         )
         torch.manual_seed(config.seed)
         self.algorithm = self.algorithm_class(
             policy=LMAdapterPolicy,
             env=context.env,
-            learning_rate=config.learning_rate,
+            learning_rate=self.learning_rate,
             n_steps=config.prompt_length,
             gamma=1.0,
             ent_coef=config.ent_coef,
@@ -111,6 +105,13 @@ class SB3Search(SearchMethod):
             callback=TopKPromptCallback(self.context.selector, config.max_evaluations),
             progress_bar=progress_bar,
         )
+
+    def decode_greedy(self) -> list[int]:
+        actions: list[int] = []
+        for _ in range(self.context.env.prompt_length):
+            action, _ = self.algorithm.policy.predict(self.observation(actions)[None], deterministic=True)
+            actions.append(int(action[0]))
+        return actions
 
     def save(self, folder: Path) -> None:
         """The adapter and value head (never the frozen LM), as safetensors; replaced atomically,

@@ -16,7 +16,7 @@ from rlprompt.policies import LMAdapterPolicy
 from rlprompt.rewards import RewardBatch
 
 
-def _policy(lm, vocab: ActionVocabulary, prompt_length: int = 3) -> LMAdapterPolicy:
+def _policy(lm, vocab: ActionVocabulary, prompt_length: int = 3, sample_top_k: int | None = None) -> LMAdapterPolicy:
     import gymnasium as gym
 
     from rlprompt.envs.prompt_env import observation_space
@@ -29,6 +29,7 @@ def _policy(lm, vocab: ActionVocabulary, prompt_length: int = 3) -> LMAdapterPol
         action_token_ids=vocab.token_ids,
         start_token_id=lm.tokenizer.bos_token_id,
         adapter_hidden=64,
+        sample_top_k=sample_top_k,
     )
 
 
@@ -172,3 +173,23 @@ def test_word_list_file_vocabulary(bpe_tokenizer, tmp_path) -> None:
     empty.write_text("xqzzyq\n", encoding="utf-8")
     with pytest.raises(RLPromptError, match="has no word that is a single token"):
         build_vocabulary(bpe_tokenizer, str(empty))
+
+
+def test_sample_top_k_truncates_the_policy_distribution(tiny_llama) -> None:
+    vocab = build_vocabulary(tiny_llama.tokenizer, "words")
+    full, truncated = _policy(tiny_llama, vocab), _policy(tiny_llama, vocab, sample_top_k=3)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for layer in (full.mlp_extractor.adapter[0], full.mlp_extractor.adapter[2]):
+            layer.weight.normal_(std=0.5)  # non-trivial logits
+    truncated.load_state_dict(full.state_dict())
+    obs = torch.tensor([[0, 0, 0, 0], [3, 5, 0, 2]], dtype=torch.float32)
+    probs = truncated.get_distribution(obs).distribution.probs
+    full_probs = full.get_distribution(obs).distribution.probs
+    assert (probs > 0).sum(-1).tolist() == [3, 3]
+    kept = full_probs.topk(3, dim=-1)
+    torch.testing.assert_close(probs.gather(-1, kept.indices), kept.values / kept.values.sum(-1, keepdim=True))
+    assert torch.isfinite(truncated.get_distribution(obs).entropy()).all()
+    greedy_full, _ = full.predict(obs.numpy(), deterministic=True)
+    greedy_truncated, _ = truncated.predict(obs.numpy(), deterministic=True)
+    assert np.array_equal(greedy_full, greedy_truncated), "top-k sampling never changes the greedy action"

@@ -87,6 +87,7 @@ def test_jsonl(prompt_file: PromptFile) -> None:
         "dev_accuracy": 0.625,
         "test_accuracy": None,
         "perplexity": None,
+        "greedy": False,
         "target_lm": "tiny-llama",
         "task": asdict(prompt_file.task),
     }

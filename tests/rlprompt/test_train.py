@@ -106,7 +106,7 @@ def test_random_search_is_seeded_and_draws_from_the_action_vocabulary(tiny_llama
     [
         (dict(prompt_length=0), "--prompt-length must be >= 1, got 0"),
         (dict(num_prompts=1), "--num-prompts must be >= 2"),
-        (dict(algo="dqn"), "unknown algo 'dqn'; valid: ppo, a2c, random"),
+        (dict(algo="dqn"), "unknown algo 'dqn'; valid: ppo, a2c, sql, random"),
         (dict(max_evaluations=0), "--max-evaluations must be >= 1, got 0"),
         (dict(learning_rate=-1.0), r"--learning-rate must be a positive number, got -1\.0"),
         (dict(learning_rate=float("nan")), "--learning-rate must be a positive number, got nan"),
