@@ -96,16 +96,7 @@ class PromptSelector:
         self.candidates = {c.prompt: c for c in kept}
         self._score_on_dev([c for c in kept if c.dev_accuracy is None])
         self._challenge(max(kept, key=self._merit))
-        self.history.append(
-            {
-                "batch": self.batches,
-                "prompts_sampled": self.prompts_sampled,
-                "evaluations": self.evaluations(),
-                "best_dev_accuracy": float(self.best.dev_accuracy or 0.0),
-                "best_train_reward": float(self.best.train_reward),
-                "seconds": round(self.seconds, 3),
-            }
-        )
+        self.history.append({"batch": self.batches, "prompts_sampled": self.prompts_sampled, **self._progress(), "seconds": round(self.seconds, 3)})
         self.on_batch()
         return finished
 
@@ -125,11 +116,18 @@ class PromptSelector:
                 greedy_prompt=candidate.prompt,
                 greedy_train_reward=float(candidate.train_reward),
                 greedy_dev_accuracy=float(candidate.dev_accuracy or 0.0),
-                evaluations=self.evaluations(),
-                best_dev_accuracy=float(self.best.dev_accuracy or 0.0),
-                best_train_reward=float(self.best.train_reward),
+                **self._progress(),
             )
         return candidate
+
+    def _progress(self) -> dict[str, float]:
+        """The budget spent and the best prompt's values, for a ``history`` row."""
+        assert self.best is not None
+        return {
+            "evaluations": self.evaluations(),
+            "best_dev_accuracy": float(self.best.dev_accuracy or 0.0),
+            "best_train_reward": float(self.best.train_reward),
+        }
 
     def _candidate(self, info: dict[str, Any]) -> Candidate:
         return Candidate(

@@ -8,6 +8,7 @@ samples whole texts calls ``context.reward`` and ``context.selector`` itself.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,12 +74,6 @@ class SearchMethod(ABC):
         value = value if value is not None else self.default_sample_top_k
         return value or None
 
-    def observation(self, actions: list[int]) -> np.ndarray:
-        """The env's observation of a prompt whose first tokens are ``actions``."""
-        from rlprompt.envs.prompt_env import prompt_observation
-
-        return prompt_observation(actions, self.context.env.prompt_length)
-
     def decode_greedy(self) -> list[int] | None:
         """The policy's most likely prompt, token by token (argmax); None for a method without a
         policy. The run scores it on train and dev every ``greedy_every`` steps."""
@@ -94,6 +89,62 @@ class SearchMethod(ABC):
 
     def load(self, folder: Path) -> None:  # noqa: B027 (an optional hook, like save)
         """Continue from what :meth:`save` wrote in ``folder``."""
+
+
+POLICY_FILE = "policy.safetensors"
+"""A policy method's trainable weights in a run folder, for ``--resume``."""
+
+
+class PolicySearchMethod(SearchMethod):
+    """A search method with a trainable policy over the token-by-token env: its greedy prompt,
+    and its weights checkpointed in ``policy.safetensors``."""
+
+    @abstractmethod
+    def greedy_action(self, observation: np.ndarray) -> int:
+        """The policy's most likely action after one observation (``[a_1, ..., a_L, length]``)."""
+
+    @abstractmethod
+    def write_policy(self, path: Path) -> None:
+        """Write the trainable weights (never the frozen LM) to ``path``."""
+
+    @abstractmethod
+    def read_policy(self, path: Path) -> None:
+        """Load what :meth:`write_policy` wrote."""
+
+    def decode_greedy(self) -> list[int]:
+        from rlprompt.envs.prompt_env import prompt_observation
+
+        actions: list[int] = []
+        for _ in range(self.context.env.prompt_length):
+            actions.append(self.greedy_action(prompt_observation(actions, self.context.env.prompt_length)))
+        return actions
+
+    def save(self, folder: Path) -> None:
+        """The trainable weights, replaced atomically, so a run killed mid-write keeps the previous file."""
+        temporary = folder / f".{POLICY_FILE}.tmp"
+        self.write_policy(temporary)
+        os.replace(temporary, folder / POLICY_FILE)
+
+    def load(self, folder: Path) -> None:
+        from rlprompt.errors import RLPromptError
+
+        path = folder / POLICY_FILE
+        if not path.is_file():
+            raise RLPromptError(f"cannot resume: {path} does not exist")
+        self.read_policy(path)
+
+
+def start_token(tokenizer) -> int:
+    """The token the policy backbone reads before the first prompt token."""
+    from rlprompt.errors import RLPromptError
+    from rlprompt.perplexity import start_token_id
+
+    token_id = start_token_id(tokenizer)
+    if token_id is None:
+        token_id = tokenizer.pad_token_id
+    if token_id is None:
+        raise RLPromptError("the policy tokenizer has no BOS, EOS or PAD token to start a prompt with")
+    return token_id
 
 
 def record_batch(logger: Any, selector: PromptSelector, finished: list[dict[str, Any]]) -> None:

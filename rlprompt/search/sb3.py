@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlprompt.errors import RLPromptError
-from rlprompt.perplexity import start_token_id
 from rlprompt.policies.lm_adapter import LMAdapterPolicy
-from rlprompt.search.base import SearchContext, SearchMethod, record_batch
+from rlprompt.search.base import PolicySearchMethod, SearchContext, record_batch, start_token
 from rlprompt.selection import PromptSelector
 
 logger = logging.getLogger(__name__)
-
-POLICY_FILE = "policy.safetensors"
 
 
 class TopKPromptCallback(BaseCallback):
@@ -48,17 +44,7 @@ class TopKPromptCallback(BaseCallback):
         return not self.selector.budget_spent(self.max_evaluations)
 
 
-def start_token(tokenizer) -> int:
-    """The token the policy backbone reads before the first prompt token."""
-    token_id = start_token_id(tokenizer)
-    if token_id is None:
-        token_id = tokenizer.pad_token_id
-    if token_id is None:
-        raise RLPromptError("the policy tokenizer has no BOS, EOS or PAD token to start a prompt with")
-    return token_id
-
-
-class SB3Search(SearchMethod):
+class SB3Search(PolicySearchMethod):
     """An on-policy stable-baselines3 algorithm over the batched env, one rollout per batch."""
 
     algorithm_class: ClassVar[type[BaseAlgorithm]]
@@ -106,24 +92,15 @@ class SB3Search(SearchMethod):
             progress_bar=progress_bar,
         )
 
-    def decode_greedy(self) -> list[int]:
-        actions: list[int] = []
-        for _ in range(self.context.env.prompt_length):
-            action, _ = self.algorithm.policy.predict(self.observation(actions)[None], deterministic=True)
-            actions.append(int(action[0]))
-        return actions
+    def greedy_action(self, observation: np.ndarray) -> int:
+        action, _ = self.algorithm.policy.predict(observation[None], deterministic=True)
+        return int(action[0])
 
-    def save(self, folder: Path) -> None:
-        """The adapter and value head (never the frozen LM), as safetensors; replaced atomically,
-        so a run killed mid-write keeps the previous file."""
-        temporary = folder / f".{POLICY_FILE}.tmp"
-        self.algorithm.policy.save_trainable(str(temporary))
-        os.replace(temporary, folder / POLICY_FILE)
+    def write_policy(self, path: Path) -> None:
+        """The adapter and value head (never the frozen LM), as safetensors."""
+        self.algorithm.policy.save_trainable(str(path))
 
-    def load(self, folder: Path) -> None:
-        path = folder / POLICY_FILE
-        if not path.is_file():
-            raise RLPromptError(f"cannot resume: {path} does not exist")
+    def read_policy(self, path: Path) -> None:
         self.algorithm.policy.load_trainable(str(path))
 
 

@@ -21,17 +21,14 @@ paper (Deng et al., 2022, section 2 and appendix A) and its repository's SQL mod
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rlprompt.errors import RLPromptError
 from rlprompt.policies.lm_adapter import top_k_logits
 from rlprompt.policies.q_network import LMAdapterQNetwork
-from rlprompt.search.base import SearchContext, SearchMethod, record_batch
-from rlprompt.search.sb3 import POLICY_FILE, start_token
+from rlprompt.search.base import PolicySearchMethod, SearchContext, record_batch, start_token
 
 REWARD_SCALE = 5.0
 """Multiplies the batch-z-scored reward (the paper's reward shaping to [0, 5])."""
@@ -82,7 +79,7 @@ def sql_loss(q: torch.Tensor, q_target: torch.Tensor, actions: torch.Tensor, rew
     return ((single + multi) / 2).sum(1).mean()
 
 
-class SQLSearch(SearchMethod):
+class SQLSearch(PolicySearchMethod):
     """Soft Q-learning on the LM-adapter Q-network (see the module docstring)."""
 
     name = "sql"
@@ -155,22 +152,13 @@ class SQLSearch(SearchMethod):
             if selector.budget_spent(config.max_evaluations):
                 return
 
-    def decode_greedy(self) -> list[int]:
-        actions: list[int] = []
-        with torch.no_grad():
-            for _ in range(self.context.env.prompt_length):
-                q = self.network.q_values(self._observations(self.observation(actions)[None]))
-                actions.append(int(q.argmax(-1)[0]))
-        return actions
+    @torch.no_grad()
+    def greedy_action(self, observation: np.ndarray) -> int:
+        return int(self.network.q_values(self._observations(observation[None])).argmax(-1)[0])
 
-    def save(self, folder: Path) -> None:
-        """Both adapters (never the frozen LM), replaced atomically."""
-        temporary = folder / f".{POLICY_FILE}.tmp"
-        self.network.save(str(temporary))
-        os.replace(temporary, folder / POLICY_FILE)
+    def write_policy(self, path: Path) -> None:
+        """Both adapters (never the frozen LM)."""
+        self.network.save(str(path))
 
-    def load(self, folder: Path) -> None:
-        path = folder / POLICY_FILE
-        if not path.is_file():
-            raise RLPromptError(f"cannot resume: {path} does not exist")
+    def read_policy(self, path: Path) -> None:
         self.network.load(str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Sequence
 
@@ -153,7 +154,7 @@ def test_sql_trains_end_to_end_with_greedy_candidates(tiny_llama_dir, tmp_path) 
         adapter_hidden=16, greedy_every=2, runs_dir=str(tmp_path), run_name="r",
     )
     result = train(config, progress_bar=False)
-    history = [row for row in __import__("json").loads((tmp_path / "r" / "history.json").read_text())]
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
     greedy_rows = [row for row in history if "greedy_prompt" in row]
     assert [row["batch"] for row in greedy_rows] == [2, 4]
     assert all(set(row) >= {"greedy_train_reward", "greedy_dev_accuracy"} for row in greedy_rows)
