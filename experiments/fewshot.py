@@ -17,7 +17,8 @@ Methods, each picking its final prompt on dev and reporting test accuracy:
 - ``manual``: the paper-style manual prompt (``It was``, ``Topic:``);
 - ``random``: random search, prompts drawn uniformly from the RL action vocabulary, the same
   number of prompt evaluations on train as the RL run of the same cell, chosen like RL's;
-- ``rl``: PPO with the default training config, stopped at ``--budget`` prompt evaluations.
+- ``rl``: PPO with the default training config, stopped at ``--budget`` prompt evaluations;
+- ``sql``: soft Q-learning (the paper's algorithm) with its defaults, at the same budget.
 """
 
 from __future__ import annotations
@@ -49,20 +50,22 @@ logger = logging.getLogger("experiments.fewshot")
 
 RESULTS = Path("experiments/results")
 TEMPLATES = ("paper", "instruction")
-METHODS = ("empty", "manual", "random", "rl")
-SEARCH_METHODS = ("random", "rl")
+METHODS = ("empty", "manual", "random", "rl", "sql")
+SEARCH_METHODS = ("random", "rl", "sql")
 FLUENCY_WEIGHT = 5.0
 """Fluency weight of the ``*-fluency`` RL settings: the mean token log-likelihood of word
 prompts spreads over a few nats, so 5x it weighs about as much as the gap reward's spread."""
 RL_SETTINGS: dict[str, dict[str, object]] = {
     "rl": {},
+    "sql": {"algo": "sql"},
     "rl-all": {"vocabulary": "all"},
     "rl-fluency": {"fluency_weight": FLUENCY_WEIGHT},
     "rl-all-fluency": {"vocabulary": "all", "fluency_weight": FLUENCY_WEIGHT},
     "rl-top-fluency": {"vocabulary": "top-2000", "fluency_weight": FLUENCY_WEIGHT},
     "rl-fluency15": {"fluency_weight": 3 * FLUENCY_WEIGHT},
 }
-"""RL methods: the default config, and the readable-prompt settings (experiments.readable)."""
+"""RL methods (PPO unless ``algo`` says otherwise): the default config, soft Q-learning, and the
+readable-prompt settings (experiments.readable)."""
 TRANSFER = "@"
 """``rl-all@smollm2-135m`` in a cell's method: that source cell's prompt, scored on this cell's target."""
 CALIBRATED = "+calibrated"
@@ -120,6 +123,8 @@ class CellResult:
     run_dir: str
     perplexity: float | None = None
     """Of the prompt under the policy backbone (search methods)."""
+    greedy: bool | None = None
+    """The final prompt was one of the policy's greedy prompts (RL methods; None: not recorded)."""
 
     @property
     def key(self) -> tuple[str, str, int, str, str]:
@@ -266,9 +271,9 @@ class Experiment:
             test_accuracy = self.test_accuracy(target, task, test, prompt, calibration)
             return CellResult(*key, prompt, None, dev, test_accuracy, len(test), 0, 0, 0, 0.0, "", perplexity)
         run_name = "-".join(str(part) for part in key)
-        settings: dict[str, object] = {}
+        settings: dict[str, object] = {"algo": "random"}
         if method in RL_SETTINGS:
-            settings = RL_SETTINGS[method]
+            settings = {"algo": "ppo", **RL_SETTINGS[method]}
             budget = self.budget
             steps = 3 * math.ceil(budget / self.num_prompts)  # a cap: repeats cost no evaluation
         else:
@@ -285,7 +290,6 @@ class Experiment:
             verbalizers=list(task.verbalizers),
             manual_prompt=task.manual_prompt,
             target_lm=target,
-            algo="random" if method == "random" else "ppo",
             num_prompts=self.num_prompts,
             steps=steps,
             max_evaluations=budget,
@@ -311,6 +315,7 @@ class Experiment:
             0.0,
             run_name,
             best.perplexity,
+            any(c.greedy and c.prompt == best.prompt for c in best.candidates) if method in RL_SETTINGS else None,
         )
 
     def _fixed_prompt(self, key: tuple, task: Task, done: dict[tuple, CellResult]) -> tuple[str, float | None] | None:
@@ -367,6 +372,8 @@ def _parse_row(row: dict[str, str]) -> CellResult:
             values[item.name] = int(raw)
         elif item.name in ("train_accuracy", "dev_accuracy", "test_accuracy", "seconds", "perplexity"):
             values[item.name] = float(raw) if raw != "" else None
+        elif item.name == "greedy":
+            values[item.name] = {"True": True, "False": False}.get(raw)
         else:
             values[item.name] = raw
     return CellResult(**values)  # type: ignore[arg-type]
@@ -386,7 +393,7 @@ def plan(targets: list[str], tasks: list[str], seeds: list[int], search_targets:
                     if template == "paper":
                         cells.append((target, task, seed, template, "manual"))
                     if template in TASKS[task].search_templates:
-                        cells += [(target, task, seed, template, "rl"), (target, task, seed, template, "random")]
+                        cells += [(target, task, seed, template, method) for method in ("rl", "random", "sql")]
     return cells
 
 
@@ -399,8 +406,10 @@ ROWS = [
     ("manual-oracle", "", "Best manual on test (oracle pick, not a method)"),
     ("paper", "random", "Random search, paper template"),
     ("paper", "rl", "RL (PPO), paper template"),
+    ("paper", "sql", "RL (soft Q-learning), paper template"),
     ("instruction", "random", "Random search inside the instruction template"),
     ("instruction", "rl", "RL (PPO) inside the instruction template"),
+    ("instruction", "sql", "RL (soft Q-learning) inside the instruction template"),
 ]
 
 
@@ -442,11 +451,12 @@ def report(results: dict[tuple, CellResult], curves: list[dict], out: Path, budg
         "fixed prompt (empty, manual) has one test accuracy and a std of 0; the seeds change only",
         "which manual prompt dev picks.",
         "",
-        "**Budget:** RL (PPO, default training config: 16 prompts per step, 5 tokens, `words` vocabulary,",
-        f"learning rate 5e-4) stops once the target LM has scored {budget} distinct prompts on the train set; random search",
-        "draws 5-token prompts uniformly from the same vocabulary and gets at least as many evaluations",
-        "(RL's count rounded up to whole batches of 16). Both keep the top 8 by train reward, score them",
-        "on dev, and report the best on dev.",
+        "**Budget:** RL (PPO and soft Q-learning, each with its own defaults: 16 prompts per step, 5 tokens,",
+        "`words` vocabulary; PPO learning rate 5e-4 over the full distribution, SQL 5e-5 with top-256",
+        f"sampling; the greedy prompt scored every 10 steps) stops once the target LM has scored {budget} distinct",
+        "prompts on the train set; random search draws 5-token prompts uniformly from the same vocabulary",
+        "and gets at least as many evaluations as the PPO cell (rounded up to whole batches of 16). All",
+        "keep the top 8 by train reward, score them on dev, and report the best on dev.",
         "",
     ]
     for target in targets:
@@ -485,6 +495,9 @@ def report(results: dict[tuple, CellResult], curves: list[dict], out: Path, budg
     return path
 
 
+METHOD_LABELS = {"rl": "PPO", "sql": "soft Q-learning", "random": "random search"}
+
+
 def plot_curves(results: dict[tuple, CellResult], curves: list[dict], out: Path) -> list[Path]:
     """Best-so-far dev accuracy vs prompt evaluations, RL vs random search: mean over seeds and
     the min-max band, one panel per task, one figure per target LM."""
@@ -505,7 +518,7 @@ def plot_curves(results: dict[tuple, CellResult], curves: list[dict], out: Path)
         figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
         for axis, task in zip(axes[0], tasks):
             for template in TEMPLATES:
-                for method, color in (("rl", "tab:blue"), ("random", "tab:orange")):
+                for method, color in (("rl", "tab:blue"), ("sql", "tab:green"), ("random", "tab:orange")):
                     series = [
                         by_cell[cell_id(k)] for k in results
                         if k[:2] == (target, task) and k[3:] == (template, method) and cell_id(k) in by_cell
@@ -519,7 +532,7 @@ def plot_curves(results: dict[tuple, CellResult], curves: list[dict], out: Path)
                         np.interp(grid, [p[0] for p in points], [p[1] for p in points]) for points in series
                     ]) * 100
                     style = "-" if template == "paper" else "--"
-                    label = f"{'RL' if method == 'rl' else 'random search'}, {template} template (n={len(series)})"
+                    label = f"{METHOD_LABELS[method]}, {template} template (n={len(series)})"
                     axis.plot(grid, stacked.mean(axis=0), style, color=color, label=label)
                     axis.fill_between(grid, stacked.min(axis=0), stacked.max(axis=0), color=color, alpha=0.15)
             axis.set_title(f"{task} ({target})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -29,10 +30,10 @@ def test_runs_every_cell_once_with_equal_budgets_and_writes_the_report(experimen
     target = str(tiny_llama_dir)
     cells = fewshot.plan([target], ["sst-2"], [1], {})
     assert [c[3:] for c in cells] == [
-        ("paper", "empty"), ("paper", "manual"), ("paper", "rl"), ("paper", "random"),
-        ("instruction", "empty"), ("instruction", "rl"), ("instruction", "random"),
+        ("paper", "empty"), ("paper", "manual"), ("paper", "rl"), ("paper", "random"), ("paper", "sql"),
+        ("instruction", "empty"), ("instruction", "rl"), ("instruction", "random"), ("instruction", "sql"),
     ]
-    assert len(experiment.run(cells)) == 7
+    assert len(experiment.run(cells)) == 9
     assert experiment.run(cells) == [], "finished cells are skipped on a re-run"
 
     results = experiment.finished()
@@ -42,6 +43,10 @@ def test_runs_every_cell_once_with_equal_budgets_and_writes_the_report(experimen
         assert 8 <= rl.prompt_evaluations < 8 + 4
         assert rl.prompt_evaluations <= random.prompt_evaluations < rl.prompt_evaluations + 4
         assert rl.run_dir and (experiment.work_dir / rl.run_dir / "history.json").is_file()
+        sql = results[(target, "sst-2", 1, template, "sql")]
+        assert 8 <= sql.prompt_evaluations < 8 + 4
+        assert json.loads((experiment.work_dir / sql.run_dir / "config.json").read_text())["algo"] == "sql"
+        assert isinstance(rl.greedy, bool) and isinstance(sql.greedy, bool) and random.greedy is None
     empty = results[(target, "sst-2", 1, "paper", "empty")]
     assert empty.prompt == "" and empty.test_examples == 240 and empty.prompt_evaluations == 0
     assert results[(target, "sst-2", 1, "paper", "manual")].prompt == "It was"
@@ -56,6 +61,8 @@ def test_runs_every_cell_once_with_equal_budgets_and_writes_the_report(experimen
     assert plot.is_file() and f"]({plot.name})" in markdown
     rl_test = results[(target, "sst-2", 1, "paper", "rl")].test_accuracy
     assert f"| RL (PPO), paper template | {100 * rl_test:.1f} (0.0) |" in markdown
+    sql_test = results[(target, "sst-2", 1, "paper", "sql")].test_accuracy
+    assert f"| RL (soft Q-learning), paper template | {100 * sql_test:.1f} (0.0) |" in markdown
     assert "| RLPrompt | 92.5 | 80.2 | 41.4 |" in markdown
 
 
