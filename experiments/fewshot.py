@@ -557,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         "--search-tasks", nargs="+", default=["gemma3-270m=sst-2"], metavar="TARGET=TASK[,TASK]",
         help="restrict a target to some tasks (default: gemma3-270m runs SST-2 only)",
     )
+    parser.add_argument("--methods", nargs="+", help="run only these methods' cells (default: every method)")
+    parser.add_argument("--templates", nargs="+", choices=list(TEMPLATES), help="run only these templates' cells (default: both)")
     parser.add_argument("--budget", type=int, default=320, help="distinct prompt evaluations per search cell (default: 320)")
     parser.add_argument("--num-prompts", type=int, default=16, help="prompts per batch (default: 16)")
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data/16-shot"))
@@ -576,7 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         for item in args.search_tasks:
             target, _, names = item.partition("=")
             search_targets[target] = names.split(",")
-        experiment.run(plan(args.targets, args.tasks, args.seeds, search_targets))
+        cells = plan(args.targets, args.tasks, args.seeds, search_targets)
+        cells = [c for c in cells if (not args.methods or c[4] in args.methods) and (not args.templates or c[3] in args.templates)]
+        experiment.run(cells)
     # The same CSV holds experiments.readable's cells; this table is about the methods above.
     results = {key: row for key, row in experiment.finished().items() if key[4] in METHODS}
     curves = experiment.curves()
