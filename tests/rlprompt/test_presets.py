@@ -138,6 +138,14 @@ def test_own_name_on_a_preset_path_keeps_its_name(tmp_path: Path) -> None:
     assert task.verbalizers == list(TREC)
 
 
+def test_a_preset_name_far_up_the_path_is_not_the_task(tmp_path: Path) -> None:
+    folder = tmp_path / "cr" / "projects" / "reviews" / "16-13"
+    folder.mkdir(parents=True)
+    (folder / "test.tsv").write_text("sentence\tlabel\nA.\t1\n", encoding="utf-8")
+    with pytest.raises(RLPromptError, match="task 'mine' is not a known task"):
+        load_task("mine", str(folder))
+
+
 def test_user_settings_survive_the_target_format(tmp_path: Path) -> None:
     folder = write_split_folder(tmp_path / "agnews", "agnews")
     task = load_task("agnews", str(folder), template="Article: {sentence} {prompt} {mask}", manual_prompt="")
