@@ -245,6 +245,11 @@ def _preset_for(task: str, data: str | None) -> tuple[str, TaskPreset | None]:
     return task, PRESETS.get(task)
 
 
+def task_name(task: str, data: str | None) -> str:
+    """The name :func:`load_task` gives the task, without reading any data (for run folders)."""
+    return _preset_for(task, data)[0]
+
+
 def load_task(
     task: str = "demo",
     data: str | None = None,

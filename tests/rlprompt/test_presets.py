@@ -23,6 +23,7 @@ from rlprompt.errors import RLPromptError
 from rlprompt.models import ModelPool
 from rlprompt.scoring.local import local_backend
 from rlprompt.tasks import PAPER_TASKS, PRESETS, Example, load_task
+from rlprompt.train import run_dir
 
 CAUSAL = "{sentence} {prompt} {mask}"
 MASKED = "{sentence} {prompt} {mask} ."
@@ -129,6 +130,13 @@ def test_data_path_alone_names_the_task(name: str, tmp_path: Path) -> None:
     assert task.name == name
     assert task.num_classes == EXPECTED[name].classes
     assert task.for_target("masked").template.text == EXPECTED[name].masked[0]
+
+
+def test_run_folder_is_named_after_the_task_a_data_path_names(tmp_path: Path) -> None:
+    data = str(tmp_path / "16-shot" / "yahoo" / "16-13")
+    assert run_dir(TrainConfig(data=data, runs_dir="runs", target_lm="fake")) == Path("runs/yahoo-fake-seed0")
+    assert run_dir(TrainConfig(task="mine", data=data, runs_dir="runs", target_lm="fake")) == Path("runs/mine-fake-seed0")
+    assert run_dir(TrainConfig(runs_dir="runs", target_lm="fake")) == Path("runs/demo-fake-seed0")
 
 
 def test_own_name_on_a_preset_path_keeps_its_name(tmp_path: Path) -> None:
