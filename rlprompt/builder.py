@@ -2,8 +2,9 @@
 and ``gymnasium.make("rlprompt/Prompt-v0")``.
 
 Order: the task, the models (one :class:`ModelPool`, so ``--device``/``--dtype`` are resolved
-once and a model the target and the policy share loads once), the target's scorer from its
-backend, the policy backbone and its action vocabulary, the training reward (cached).
+once and a model the target and the policy share loads once), the task in the target's format
+(:meth:`Task.for_target`: a masked LM gets a preset's masked template and verbalizers), the
+target's scorer from its backend, the policy backbone and its action vocabulary, the training reward (cached).
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ def config_task(config: TrainConfig) -> Task:
     )
 
 
+def target_task(config: TrainConfig, task: Task, models: ModelPool) -> Task:
+    """``task`` in the format of the config's target: a local model's kind decides (loading it
+    into ``models``); other backends keep the causal format a task loads with."""
+    if not is_local(config.target_lm):
+        return task
+    return task.for_target(models.get(config.target_lm).kind)
+
+
 def policy_backbone(config: TrainConfig, models: ModelPool) -> LoadedModel:
     """``--policy-lm``, else the target when it is a causal LM loaded here, else the default model."""
     spec = config.policy_lm
@@ -102,6 +111,7 @@ def build(config: TrainConfig, models: ModelPool | None = None) -> RunObjects:
     task = config_task(config)
     task.require("train", "dev")
     models = models or ModelPool(config.device, config.dtype)
+    task = target_task(config, task, models)
     scorer = make_scorer(config.target_lm, task, config.calibration, models=models, max_batch_tokens=config.max_batch_tokens)
     backbone = policy_backbone(config, models)
     vocab = build_vocabulary(backbone.tokenizer, config.vocabulary, backbone.model)

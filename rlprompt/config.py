@@ -46,7 +46,9 @@ class TrainConfig:
     """Everything a training run depends on. The defaults are the offline demo run."""
 
     task: str = "demo"
-    """Task name: demo, sst-2, sst-5, agnews, or your own name with --data."""
+    """Task name: a preset (sst-2, yelp-2, mr, cr, sst-5, yelp-5, agnews, subj, trec, yahoo, dbpedia,
+    demo) or your own name with --data; with no --task, a --data path naming a preset
+    (.../16-shot/trec/16-13) is that task."""
     data: str | None = None
     """Folder with train/dev/test files (.tsv/.csv/.jsonl); none for the built-in demo."""
     template: str | None = None

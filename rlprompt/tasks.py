@@ -9,8 +9,11 @@ Loaders:
 * a single such file, used as the test split (for ``rlprompt eval``);
 * ``hf:NAME[:CONFIG]``: a ``datasets`` hub dataset (needs the internet).
 
-Known task names (``sst-2``, ``sst-5``, ``agnews``, ``demo``) bring the paper's verbalizers,
-label names and a manual prompt; any of them can be overridden.
+Known task names (the paper's ``sst-2``, ``yelp-2``, ``mr``, ``cr``, ``sst-5``, ``yelp-5``,
+``agnews``, ``subj``, ``trec``, ``yahoo``, ``dbpedia``, and ``demo``, see :data:`PRESETS`) bring
+label names and, for causal and for masked target LMs each, the paper's template, verbalizers
+and a manual prompt; :meth:`Task.for_target` picks the target's. Any of them can be overridden.
+A data path that names one (``.../16-shot/trec/16-13``) brings its preset too.
 """
 
 from __future__ import annotations
@@ -28,9 +31,14 @@ from rlprompt.template import Template
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "{sentence} {prompt} {mask}"
+"""The causal template: the label word is the next token after the prompt."""
+MASKED_TEMPLATE = "{sentence} {prompt} {mask} ."
+"""The paper's masked-LM template (``{sentence_1} {prompt} <mask> .``)."""
 SPLITS = ("train", "dev", "test")
 DATA_SUFFIXES = (".tsv", ".csv", ".jsonl")
 DEMO_DIR = Path(__file__).parent / "data" / "demo_sentiment"
+TARGET_KINDS = ("causal", "masked")
+"""The kinds of target LM a preset has a format for (see :data:`rlprompt.models.ModelKind`)."""
 
 
 @dataclass(frozen=True)
@@ -42,25 +50,124 @@ class Example:
 
 
 @dataclass(frozen=True)
+class TaskFormat:
+    """How one kind of target LM reads a task."""
+
+    template: str
+    verbalizers: tuple[str, ...]
+    """One label word per class, a single token of the target's tokenizer."""
+    manual_prompt: str
+
+
+@dataclass(frozen=True)
 class TaskPreset:
-    """What a known task brings besides its data."""
+    """What a known task brings besides its data: label names and one format per target kind."""
 
     label_names: tuple[str, ...]
-    verbalizers: tuple[str, ...]
-    manual_prompt: str
-    template: str = DEFAULT_TEMPLATE
+    causal: TaskFormat
+    masked: TaskFormat
 
+    def format_for(self, kind: str) -> TaskFormat:
+        """The format for a target of ``kind`` (``"causal"`` or ``"masked"``).
+
+        Raises:
+            RLPromptError: On another kind.
+        """
+        if kind not in TARGET_KINDS:
+            raise RLPromptError(f"unknown target kind '{kind}'; valid: {', '.join(TARGET_KINDS)}")
+        return getattr(self, kind)
+
+
+def _preset(
+    label_names: Sequence[str],
+    causal_words: Sequence[str],
+    masked_words: Sequence[str],
+    manual_prompt: str,
+    *,
+    causal_prompt: str | None = None,
+    masked_template: str = MASKED_TEMPLATE,
+) -> TaskPreset:
+    """A preset whose causal format uses :data:`DEFAULT_TEMPLATE` (the paper's GPT-2 template)."""
+    return TaskPreset(
+        tuple(label_names),
+        causal=TaskFormat(DEFAULT_TEMPLATE, tuple(causal_words), manual_prompt if causal_prompt is None else causal_prompt),
+        masked=TaskFormat(masked_template, tuple(masked_words), manual_prompt),
+    )
+
+
+# The paper's tasks, from mingkaid/rl-prompt, examples/few-shot-classification:
+# * verbalizers (RoBERTa and GPT-2 alike, "\u0120" = a leading space): fsc_helpers.py,
+#   get_dataset_verbalizers;
+# * templates: fsc_reward.py, load_default_template ("{sentence_1} {prompt} <mask> ." for masked
+#   LMs, "{sentence_1} {prompt}" for GPT-2), and evaluation/run_eval.py (AG News
+#   "<mask> {prompt} {sentence_1}", DBpedia "{prompt} <mask> : {sentence_1}", masked LMs only);
+# * manual prompts and class counts: baseline/0-manual-prompt/run.sh (its templates' words, e.g.
+#   "*sent_0*_It_was*mask*.") and baseline/utils/processors.py (get_labels).
+# Causal verbalizers carry their leading space, as the label is the next word after the prompt,
+# and are single tokens of SmolLM2's tokenizer (tests/rlprompt/test_presets.py checks): where
+# the paper's word is not (DBpedia's " Album"), the lower-case word is.
+_BINARY_SENTIMENT = (("negative", "positive"), (" terrible", " great"), (" terrible", " great"), "It was")
+_FIVE_SENTIMENT = (
+    ("very negative", "negative", "neutral", "positive", "very positive"),
+    (" terrible", " bad", " okay", " good", " great"),
+    (" terrible", " bad", " okay", " good", " great"),
+    "It was",
+)
+_TREC_WORDS = (" Description", " Entity", " Expression", " Human", " Location", " Number")
+_YAHOO_WORDS = ("culture", "science", "health", "education", "computer", "sports", "business", "music", "family", "politics")
+_DBPEDIA_WORDS = (
+    " Company", " Education", " Artist", " Sports", " Office", " Transportation", " Building",
+    " Natural", " Village", " Animal", " Plant", " Album", " Film", " Written",
+)
 
 PRESETS: dict[str, TaskPreset] = {
-    "sst-2": TaskPreset(("negative", "positive"), (" terrible", " great"), "It was"),
-    "sst-5": TaskPreset(
-        ("very negative", "negative", "neutral", "positive", "very positive"),
-        (" terrible", " bad", " okay", " good", " great"),
-        "It was",
+    "sst-2": _preset(*_BINARY_SENTIMENT),
+    "yelp-2": _preset(*_BINARY_SENTIMENT),
+    "mr": _preset(*_BINARY_SENTIMENT),
+    "cr": _preset(*_BINARY_SENTIMENT),
+    "sst-5": _preset(*_FIVE_SENTIMENT),
+    "yelp-5": _preset(*_FIVE_SENTIMENT),
+    # The paper reads AG News' label first: "<mask> News: <sentence>" is its manual template. A
+    # causal LM reads it last, so its manual prompt names what the next word is.
+    "agnews": _preset(
+        ("World", "Sports", "Business", "Sci/Tech"),
+        (" World", " Sports", " Business", " Tech"),
+        ("World", "Sports", "Business", "Tech"),
+        "News:",
+        causal_prompt="Topic:",
+        masked_template="{mask} {prompt} {sentence}",
     ),
-    "agnews": TaskPreset(("World", "Sports", "Business", "Sci/Tech"), (" World", " Sports", " Business", " Tech"), "Topic:"),
+    "subj": _preset(("subjective", "objective"), (" subjective", " objective"), (" subjective", " objective"), "This is"),
+    # TREC's manual template in the paper has no words ("<mask>: <sentence>"); the prompt is ours.
+    "trec": _preset(
+        ("Description", "Entity", "Abbreviation", "Human", "Location", "Number"), _TREC_WORDS, _TREC_WORDS, "Answer type:"
+    ),
+    # The paper's Yahoo words have no leading space for RoBERTa (run.sh: --skip_u0120).
+    "yahoo": _preset(
+        (
+            "Society & Culture", "Science & Mathematics", "Health", "Education & Reference", "Computers & Internet",
+            "Sports", "Business & Finance", "Entertainment & Music", "Family & Relationships", "Politics & Government",
+        ),
+        tuple(" " + word for word in _YAHOO_WORDS),
+        _YAHOO_WORDS,
+        "Topic",
+        causal_prompt="Topic:",
+    ),
+    "dbpedia": _preset(
+        (
+            "Company", "Educational Institution", "Artist", "Athlete", "Office Holder", "Mean Of Transportation",
+            "Building", "Natural Place", "Village", "Animal", "Plant", "Album", "Film", "Written Work",
+        ),
+        tuple(" album" if word == " Album" else word for word in _DBPEDIA_WORDS),
+        _DBPEDIA_WORDS,
+        "Category",
+        causal_prompt="Category:",
+        masked_template="{prompt} {mask} : {sentence}",
+    ),
 }
 PRESETS["demo"] = PRESETS["sst-2"]
+PAPER_TASKS = ("sst-2", "yelp-2", "mr", "cr", "sst-5", "yelp-5", "agnews", "subj", "trec", "yahoo", "dbpedia")
+"""The paper's few-shot classification tasks, in its order; each has a preset."""
 
 
 @dataclass
@@ -77,6 +184,32 @@ class Task:
     train: list[Example] = field(default_factory=list)
     dev: list[Example] = field(default_factory=list)
     test: list[Example] = field(default_factory=list)
+    preset: TaskPreset | None = field(default=None, repr=False)
+    """The known task's formats, when it is one; :meth:`for_target` picks among them."""
+    overridden: frozenset[str] = frozenset()
+    """Which of ``template``, ``verbalizers`` and ``manual_prompt`` the user set: a target never changes those."""
+
+    def for_target(self, kind: str) -> Task:
+        """This task in the format of a target LM of ``kind`` (``"causal"`` or ``"masked"``).
+
+        A preset task takes the preset's template, verbalizers and manual prompt for that kind,
+        each one unless the user set it; any other task is returned as it is. Loading gives the
+        causal format, so calling this again with the same kind changes nothing.
+
+        Raises:
+            RLPromptError: On an unknown kind.
+        """
+        if kind not in TARGET_KINDS:
+            raise RLPromptError(f"unknown target kind '{kind}'; valid: {', '.join(TARGET_KINDS)}")
+        if self.preset is None:
+            return self
+        chosen = self.preset.format_for(kind)
+        changes = {
+            "template": Template(chosen.template),
+            "verbalizers": list(chosen.verbalizers),
+            "manual_prompt": chosen.manual_prompt,
+        }
+        return replace(self, **{name: value for name, value in changes.items() if name not in self.overridden})
 
     @property
     def num_classes(self) -> int:
@@ -94,14 +227,27 @@ class Task:
                 raise RLPromptError(f"task '{self.name}' has no {name} examples; provide a {name} file")
 
 
-def _preset_for(task: str, data: str | None) -> TaskPreset | None:
-    if task in PRESETS:
-        return PRESETS[task]
+def _preset_for(task: str, data: str | None) -> tuple[str, TaskPreset | None]:
+    """The task's name and preset: a known ``task``, else a known name in the data path.
+
+    The default task ``demo`` given a data path is named by the path, so ``--data
+    .../16-shot/agnews/16-13`` alone is AG News; another name keeps its name and takes the path's
+    preset.
+    """
+    if task in PRESETS and not (task == "demo" and data):
+        return task, PRESETS[task]
     if data:
-        for part in reversed(Path(data).resolve().parts):
+        # Only the last three parts: the paper's layout puts the name there (NAME/16-13/test.tsv),
+        # and a directory far up the path ("/home/cr/...") says nothing about the data.
+        for part in reversed(Path(data).resolve().parts[-3:]):
             if part.lower() in PRESETS:
-                return PRESETS[part.lower()]
-    return None
+                return (part.lower() if task == "demo" else task), PRESETS[part.lower()]
+    return task, PRESETS.get(task)
+
+
+def task_name(task: str, data: str | None) -> str:
+    """The name :func:`load_task` gives the task, without reading any data (for run folders)."""
+    return _preset_for(task, data)[0]
 
 
 def load_task(
@@ -117,9 +263,13 @@ def load_task(
 ) -> Task:
     """Load a task by name and/or data location.
 
+    A known task comes in its causal format (template, verbalizers, manual prompt);
+    :meth:`Task.for_target` gives the format of the target LM once that is known.
+
     Args:
-        task: A known task name (``demo``, ``sst-2``, ``sst-5``, ``agnews``) or any name for
-            your own data; ``hf:NAME[:CONFIG]`` loads a hub dataset.
+        task: A known task name (a key of :data:`PRESETS`) or any name for your own data;
+            ``hf:NAME[:CONFIG]`` loads a hub dataset. The default ``demo`` with a ``data``
+            path that names a known task (``.../16-shot/yahoo/16-13``) is that task.
         data: A folder with train/dev/test files, or one file (the test split). ``demo``
             needs none.
         template: Overrides the preset's template.
@@ -133,8 +283,11 @@ def load_task(
         RLPromptError: On a missing or malformed file, a label without a verbalizer, or an
             empty dataset.
     """
-    preset = _preset_for(task, data)
-    verbalizers = list(verbalizers) if verbalizers else list(preset.verbalizers) if preset else None
+    given_verbalizers = list(verbalizers) if verbalizers else None
+    task, preset = _preset_for(task, data)
+    # Until a target is known a preset task reads as a causal LM does (the default target is one).
+    base = preset.causal if preset else None
+    verbalizers = list(verbalizers) if verbalizers else list(base.verbalizers) if base else None
     if not verbalizers:
         raise RLPromptError(f"task '{task}' is not a known task ({', '.join(PRESETS)}); pass --verbalizers, one per class")
     label_names = list(label_names) if label_names else (
@@ -142,12 +295,15 @@ def load_task(
     )
     if len(label_names) != len(verbalizers):
         raise RLPromptError(f"{len(label_names)} label names {label_names} but {len(verbalizers)} verbalizers {verbalizers}; give one verbalizer per label")
+    overridden = {"template": template or None, "verbalizers": given_verbalizers, "manual_prompt": manual_prompt}
     result = Task(
         name=task,
         label_names=label_names,
         verbalizers=verbalizers,
-        template=Template(template or (preset.template if preset else DEFAULT_TEMPLATE)),
-        manual_prompt=manual_prompt if manual_prompt is not None else (preset.manual_prompt if preset else ""),
+        template=Template(template or (base.template if base else DEFAULT_TEMPLATE)),
+        manual_prompt=manual_prompt if manual_prompt is not None else (base.manual_prompt if base else ""),
+        preset=preset,
+        overridden=frozenset(name for name, value in overridden.items() if value is not None),
     )
     reader = _ExampleReader(label_names, text_column, label_column)
     if task.startswith("hf:"):
@@ -181,6 +337,18 @@ def _split_file(folder: Path, split: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def _quoted_row(values: list[str], delimiter: str, columns: int) -> list[str]:
+    """A TSV line read with quoting honoured, when only that gives it ``columns`` fields.
+
+    The paper's DBpedia files quote the odd text that holds a tab (``"... 1941\tand ..."\t5``),
+    while SST-2's hold bare quote characters that must stay text: so a line is read without
+    quoting, and only a line with too many fields is read again with it. Rejoining the fields
+    gives back the line exactly, as an unquoted read splits at every delimiter.
+    """
+    quoted = next(csv.reader([delimiter.join(values)], delimiter=delimiter), [])
+    return quoted if len(quoted) == columns else values
 
 
 class _ExampleReader:
@@ -237,6 +405,8 @@ class _ExampleReader:
                 line = reader.line_num
                 if not values:
                     continue
+                if quoting == csv.QUOTE_NONE and len(values) > len(header):
+                    values = _quoted_row(values, delimiter, len(header))
                 if len(values) != len(header):
                     raise RLPromptError(
                         f"{path} line {line}: expected {len(header)} columns ({', '.join(header)}), found {len(values)}"

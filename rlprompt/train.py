@@ -26,6 +26,7 @@ from rlprompt.perplexity import perplexity
 from rlprompt.search import search_method
 from rlprompt.search.base import SearchContext, SearchMethod
 from rlprompt.selection import PromptSelector
+from rlprompt.tasks import task_name
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class TrainResult:
 
 
 def run_dir(config: TrainConfig) -> Path:
-    name = config.run_name or f"{config.task.replace(':', '_').replace('/', '_')}-{Path(config.target_lm).name}-seed{config.seed}"
+    # The task's own name: with --data alone that is the preset the path names, not "demo".
+    task = task_name(config.task, config.data)
+    name = config.run_name or f"{task.replace(':', '_').replace('/', '_')}-{Path(config.target_lm).name}-seed{config.seed}"
     return Path(config.runs_dir) / name
 
 

@@ -234,5 +234,11 @@ def _output_embeddings_removed(model):
 
 
 def local_backend(spec: str, task: Task, *, models: ModelPool, max_batch_tokens: int | None = None) -> Scorer:
-    """The registered ``local`` backend: ``spec`` is a model spec (alias, .gguf, folder or hub id)."""
-    return Scorer(models.get(spec), task.template, task.verbalizers, max_batch_tokens=max_batch_tokens)
+    """The registered ``local`` backend: ``spec`` is a model spec (alias, .gguf, folder or hub id).
+
+    A preset task is read in the model's format (a masked LM gets the paper's masked template and
+    verbalizers) unless its template and verbalizers were set by the user.
+    """
+    lm = models.get(spec)
+    task = task.for_target(lm.kind)
+    return Scorer(lm, task.template, task.verbalizers, max_batch_tokens=max_batch_tokens)

@@ -138,7 +138,7 @@ def test_label_names_map_to_indices(tmp_path: Path) -> None:
 def test_preset_label_names_map_to_indices(tmp_path: Path) -> None:
     path = _write(tmp_path / "test.jsonl", '{"text": "x", "label": "Sports"}\n{"text": "y", "label": "Sci/Tech"}\n')
     task = load_task("agnews", str(path))
-    assert task.verbalizers == list(PRESETS["agnews"].verbalizers)
+    assert task.verbalizers == list(PRESETS["agnews"].causal.verbalizers)
     assert [e.label for e in task.test] == [1, 3]
 
 
@@ -280,7 +280,8 @@ def test_a_file_of_only_empty_text_is_an_error(tmp_path: Path) -> None:
 def test_unknown_task_without_verbalizers(tmp_path: Path) -> None:
     _write(tmp_path / "test.tsv", "sentence\tlabel\nA.\t1\n")
     assert _error(task="mytask", data=str(tmp_path)) == (
-        "task 'mytask' is not a known task (sst-2, sst-5, agnews, demo); pass --verbalizers, one per class"
+        "task 'mytask' is not a known task (sst-2, yelp-2, mr, cr, sst-5, yelp-5, agnews, subj, trec, yahoo, dbpedia, demo); "
+        "pass --verbalizers, one per class"
     )
 
 
