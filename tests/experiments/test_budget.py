@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from experiments import budget, fewshot
-
-DEMO = Path(__file__).resolve().parents[2] / "rlprompt" / "data" / "demo_sentiment"
+from experiments import budget
 
 
 @pytest.fixture
-def study(tmp_path, monkeypatch, tiny_llama_dir) -> budget.BudgetStudy:
-    split = tmp_path / "data" / "sst-2" / "16-1"
-    split.mkdir(parents=True)
-    for name in ("train", "dev", "test"):
-        shutil.copy(DEMO / f"{name}.tsv", split / f"{name}.tsv")
-    # The tiny tokenizer has no single-token " negative"; the paper's label words stand in.
-    setup = fewshot.TaskSetup("Review: {sentence} {prompt}\nSentiment: {mask}", (" terrible", " great"), ("paper", "instruction"))
-    monkeypatch.setattr(fewshot, "TASKS", {"sst-2": setup})
-    return budget.BudgetStudy(tmp_path / "data", tmp_path / "work", tmp_path / "results", target=str(tiny_llama_dir), num_prompts=4)
+def study(tmp_path, demo_split_root, tiny_llama_dir) -> budget.BudgetStudy:
+    return budget.BudgetStudy(demo_split_root, tmp_path / "work", tmp_path / "results", target=str(tiny_llama_dir), num_prompts=4)
 
 
 def test_stages_resume_one_run_per_cell_smallest_budget_first(study, tmp_path) -> None:
