@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
+import json
 import logging
 import math
 import statistics
@@ -36,6 +38,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from experiments.fewshot import RESULTS, TASKS, TEST_STRIDE, Experiment
+from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, run_cells
 from rlprompt.config import TrainConfig
 from rlprompt.train import STATE_FILE, run_dir, train
 
@@ -104,24 +107,37 @@ class BudgetStudy:
             rows = [_parse(row) for row in csv.DictReader(handle)]
         return {row.key: row for row in rows}
 
-    def run(self, settings: list[str], seeds: list[int], methods: list[str], budgets: list[int]) -> list[StageResult]:
-        """Every (cell, budget) not in the CSV, budgets in ascending order; returns those run."""
-        done, out = self.finished(), []
-        for budget in sorted(budgets):
-            for setting in settings:
-                for seed in seeds:
-                    for method in methods:
-                        if (setting, seed, method, budget) in done:
-                            continue
-                        result = self.run_stage(setting, seed, method, budget)
-                        with self.csv_path.open("a", newline="") as handle:
-                            writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(StageResult)])
-                            if handle.tell() == 0:
-                                writer.writeheader()
-                            writer.writerow(asdict(result))
-                        done[result.key] = result
-                        out.append(result)
+    def run(
+        self, settings: list[str], seeds: list[int], methods: list[str], budgets: list[int],
+        ray_address: str | None = None, resources: Resources = DEFAULT_RESOURCES,
+    ) -> list[StageResult]:
+        """Every (cell, budget) not in the CSV, each budget for every cell before the next budget;
+        returns those run. With ``ray_address`` the stages are Ray tasks (a stage waits for its
+        cell's previous one; see :mod:`experiments.sweep`)."""
+        budgets = sorted(budgets)
+        stages = [(setting, seed, method, budget) for budget in budgets for setting in settings for seed in seeds for method in methods]
+        previous = {budget: budgets[i - 1] for i, budget in enumerate(budgets) if i}
+        out: list[StageResult] = []
+
+        def needs(key: tuple) -> list[tuple]:
+            setting, seed, method, budget = key
+            return [(setting, seed, method, previous[budget])] if budget in previous else []
+
+        def record(key: tuple, result: StageResult) -> None:
+            with self.csv_path.open("a", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(StageResult)])
+                if handle.tell() == 0:
+                    writer.writeheader()
+                writer.writerow(asdict(result))
+            out.append(result)
+
+        run_one = self.run_stage if ray_address is None else functools.partial(_stage_in_worker, self.spec())
+        run_cells(stages, run_one, record, needs=needs, done=self.finished(), ray_address=ray_address, resources=resources)
         return out
+
+    def spec(self) -> dict:
+        """What a Ray worker needs to make the same study."""
+        return dict(data_root=self.harness.data_root, work_dir=self.work_dir, results=self.results, target=self.target, num_prompts=self.num_prompts)
 
     def config(self, setting: str, seed: int, method: str, budget: int) -> TrainConfig:
         task_name, template = setting.split("/")
@@ -144,9 +160,10 @@ class BudgetStudy:
             evaluate_test=False,
         )
 
-    def run_stage(self, setting: str, seed: int, method: str, budget: int) -> StageResult:
-        """Train the cell's run up to ``budget`` evaluations (resuming it when it has a checkpoint)
-        and score its best-on-dev prompt on test."""
+    def run_stage(self, key: tuple[str, int, str, int], finished: dict | None = None) -> StageResult:
+        """Train the cell's run up to the key's budget of evaluations (resuming it when it has a
+        checkpoint) and score its best-on-dev prompt on test."""
+        setting, seed, method, budget = key
         started = time.monotonic()
         config = self.config(setting, seed, method, budget)
         resume = (run_dir(config) / STATE_FILE).is_file()
@@ -168,6 +185,19 @@ class BudgetStudy:
             result.prompt, 100 * result.dev_accuracy, 100 * result.test_accuracy, result.evaluations, result.seconds,
         )
         return result
+
+
+_WORKER_STUDIES: dict[str, BudgetStudy] = {}
+"""A Ray worker's studies, kept between stages so the test prefixes are reused."""
+
+
+def _stage_in_worker(spec: dict, key: tuple, finished: dict) -> StageResult:
+    """One stage in a Ray worker (a top-level function, so it pickles)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    name = json.dumps(spec, default=str, sort_keys=True)
+    if name not in _WORKER_STUDIES:
+        _WORKER_STUDIES[name] = BudgetStudy(**spec)
+    return _WORKER_STUDIES[name].run_stage(key, finished)
 
 
 def _parse(row: dict[str, str]) -> StageResult:
@@ -298,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path("runs/budget"))
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--report-only", action="store_true")
+    add_ray_arguments(parser)
     args = parser.parse_args(argv)
     for setting in args.settings:
         task, _, template = setting.partition("/")
@@ -308,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     study = BudgetStudy(args.data_root, args.work_dir, args.results, args.target)
     args.results.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
-        study.run(args.settings, args.seeds, args.methods, args.budgets)
+        resources = Resources(args.cpus_per_cell, args.gpus_per_cell)
+        study.run(args.settings, args.seeds, args.methods, args.budgets, ray_address=args.ray, resources=resources)
     results = study.finished()
     plot(results, args.results)
     print(report(results, args.results))
