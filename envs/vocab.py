@@ -25,14 +25,37 @@ class ActionVocabulary:
 
     token_ids: tuple[int, ...]
     tokenizer: object
+    end_action: int | None = None
+    """Index of the end-of-prompt action (its token is the tokenizer's EOS, so the policy's tied
+    head has a row for it); None: prompts have a fixed length."""
 
     @property
     def size(self) -> int:
         return len(self.token_ids)
 
+    def with_end_action(self) -> ActionVocabulary:
+        """This vocabulary plus an end-of-prompt action, the last one (variable-length prompts).
+
+        Raises:
+            RLPromptError: The tokenizer has no EOS token to stand for it.
+        """
+        if self.end_action is not None:
+            return self
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        if eos is None:
+            raise RLPromptError("variable-length prompts (--min-length) need a policy tokenizer with an EOS token for the end action")
+        return ActionVocabulary(token_ids=(*self.token_ids, int(eos)), tokenizer=self.tokenizer, end_action=len(self.token_ids))
+
+    def prompt_actions(self, actions: Sequence[int]) -> list[int]:
+        """The actions before the first end action: the prompt's tokens."""
+        actions = [int(action) for action in actions]
+        if self.end_action is not None and self.end_action in actions:
+            return actions[: actions.index(self.end_action)]
+        return actions
+
     def ids(self, actions: Sequence[int]) -> list[int]:
-        """Token ids of a sequence of actions."""
-        return [self.token_ids[int(action)] for action in actions]
+        """Token ids of the prompt a sequence of actions writes (up to an end action)."""
+        return [self.token_ids[action] for action in self.prompt_actions(actions)]
 
     def decode(self, actions: Sequence[int]) -> str:
         """The prompt text the actions spell, without surrounding whitespace."""

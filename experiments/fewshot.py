@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -36,6 +37,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, run_cells
+from rlprompt.artifact import write_json_atomic
 from rlprompt.config import TrainConfig
 from rlprompt.evaluation import score_prompts
 from rlprompt.models import ModelPool
@@ -230,33 +233,69 @@ class Experiment:
             writer.writerows(rows)
 
     # --- running cells ------------------------------------------------------------------------
-    def run(self, cells: list[tuple[str, str, int, str, str]]) -> list[CellResult]:
-        """Run the cells not finished yet, each saved before the next starts; returns those run."""
-        done = self.finished()
-        out = []
-        for key in cells:
-            if key in done:
-                continue
-            started = time.monotonic()
-            logger.info("cell %s: starting", cell_id(key))
-            result = self.run_cell(key, done)
-            result.seconds = round(time.monotonic() - started, 1)
-            logger.info(
-                "cell %s: %r dev %.1f%% test %.1f%% (%d evaluations, %.0f s)",
-                cell_id(key), result.prompt, 100 * result.dev_accuracy, 100 * result.test_accuracy,
-                result.prompt_evaluations, result.seconds,
-            )
-            history = self.work_dir / result.run_dir / "history.json" if result.run_dir else None
-            if history and history.exists():
-                curve = [
-                    {"cell": cell_id(key), "evaluations": row["evaluations"], "best_dev_accuracy": row["best_dev_accuracy"]}
-                    for row in json.loads(history.read_text())
-                ]
-                self._append(self.curves_path, ["cell", "evaluations", "best_dev_accuracy"], curve)
-            self._append(self.csv_path, [f.name for f in fields(CellResult)], [asdict(result)])
-            done[key] = result
+    def run(
+        self, cells: list[tuple[str, str, int, str, str]], ray_address: str | None = None, resources: Resources = DEFAULT_RESOURCES
+    ) -> list[CellResult]:
+        """Run the cells not finished yet, each saved as soon as it finishes; returns those run.
+
+        Args:
+            cells: Cell keys, in the order a serial run takes them.
+            ray_address: None: one after another here; else as Ray tasks (see :mod:`experiments.sweep`).
+            resources: What each cell asks Ray for.
+        """
+        out: list[CellResult] = []
+
+        def record(key: tuple, result: CellResult) -> None:
+            self._record(key, result)
             out.append(result)
+
+        run_one = self.timed_cell if ray_address is None else functools.partial(_cell_in_worker, self.spec())
+        run_cells(cells, run_one, record, needs=self.needs, done=self.finished(), ray_address=ray_address, resources=resources)
         return out
+
+    def spec(self) -> dict:
+        """What a Ray worker needs to make the same experiment."""
+        return dict(
+            data_root=self.data_root, work_dir=self.work_dir, results=self.results, budget=self.budget,
+            num_prompts=self.num_prompts, name=self.csv_path.stem, shared=tuple(self.shared),
+        )
+
+    @staticmethod
+    def needs(key: tuple[str, str, int, str, str]) -> list[tuple[str, str, int, str, str]]:
+        """The cells ``key`` needs finished first: random search takes its RL cell's budget, a
+        transfer cell its source cell's prompt."""
+        target, task, seed, template, method = key
+        if method == "random":
+            return [(target, task, seed, template, "rl")]
+        if TRANSFER in method:
+            source_method, source_target = method.split(TRANSFER)
+            return [(source_target, task, seed, template, source_method)]
+        return []
+
+    def timed_cell(self, key: tuple[str, str, int, str, str], done: dict[tuple, CellResult]) -> CellResult:
+        """:meth:`run_cell` with its wall time and a log line."""
+        started = time.monotonic()
+        logger.info("cell %s: starting", cell_id(key))
+        result = self.run_cell(key, done)
+        result.seconds = round(time.monotonic() - started, 1)
+        logger.info(
+            "cell %s: %r dev %.1f%% test %.1f%% (%d evaluations, %.0f s)",
+            cell_id(key), result.prompt, 100 * result.dev_accuracy, 100 * result.test_accuracy,
+            result.prompt_evaluations, result.seconds,
+        )
+        return result
+
+    def _record(self, key: tuple, result: CellResult) -> None:
+        """Append a finished cell to the CSVs (its search curve first: a curve without its result
+        row is ignored, so a crash between the two loses nothing but that cell)."""
+        history = self.work_dir / result.run_dir / "history.json" if result.run_dir else None
+        if history and history.exists():
+            curve = [
+                {"cell": cell_id(key), "evaluations": row["evaluations"], "best_dev_accuracy": row["best_dev_accuracy"]}
+                for row in json.loads(history.read_text())
+            ]
+            self._append(self.curves_path, ["cell", "evaluations", "best_dev_accuracy"], curve)
+        self._append(self.csv_path, [f.name for f in fields(CellResult)], [asdict(result)])
 
     def run_cell(self, key: tuple[str, str, int, str, str], done: dict[tuple, CellResult]) -> CellResult:
         target, task_name, seed, template, method = key
@@ -345,7 +384,8 @@ class Experiment:
             scorer = calibrated(self._scorer_for_test(setting, target, task), calibration, reference)
             self._test_cache[key] = score_prompts(scorer, [prompt], test)[0].accuracy
             self.test_cache_path.parent.mkdir(parents=True, exist_ok=True)
-            self.test_cache_path.write_text(json.dumps(self._test_cache, indent=1))
+            # Atomic: Ray workers share this file, and one may read it while another writes.
+            write_json_atomic(self.test_cache_path, self._test_cache)
         return self._test_cache[key]
 
 
@@ -357,6 +397,19 @@ class Experiment:
             scorer = Scorer(self.models.get(target), task.template, task.verbalizers, keep_all_prefixes=True)
             self._test_scorer = (setting, scorer)
         return self._test_scorer[1]
+
+
+_WORKER_EXPERIMENTS: dict[str, Experiment] = {}
+"""A Ray worker's experiments, kept between cells so its models and test prefixes are reused."""
+
+
+def _cell_in_worker(spec: dict, key: tuple, done: dict[tuple, CellResult]) -> CellResult:
+    """One cell in a Ray worker (a top-level function, so it pickles)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    name = json.dumps(spec, default=str, sort_keys=True)
+    if name not in _WORKER_EXPERIMENTS:
+        _WORKER_EXPERIMENTS[name] = Experiment(**spec)
+    return _WORKER_EXPERIMENTS[name].timed_cell(key, done)
 
 
 def calibration_of(template: str) -> str:
@@ -565,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path("runs/fewshot"), help="run folders and the test-score cache")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the CSVs, table and plots go")
     parser.add_argument("--report-only", action="store_true", help="only regenerate the table and plots")
+    add_ray_arguments(parser)
     parser.add_argument("--check", metavar="CELL", help="re-run one finished cell (target/task/seed/template/method) and compare")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -580,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
             search_targets[target] = names.split(",")
         cells = plan(args.targets, args.tasks, args.seeds, search_targets)
         cells = [c for c in cells if (not args.methods or c[4] in args.methods) and (not args.templates or c[3] in args.templates)]
-        experiment.run(cells)
+        experiment.run(cells, ray_address=args.ray, resources=Resources(args.cpus_per_cell, args.gpus_per_cell))
     # The same CSV holds experiments.readable's cells; this table is about the methods above.
     results = {key: row for key, row in experiment.finished().items() if key[4] in METHODS}
     curves = experiment.curves()

@@ -25,6 +25,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from rlprompt.defaults import ADAPTER_HIDDEN
+from rlprompt.envs.prompt_env import LengthRule
 
 
 class BackboneFeatures(BaseFeaturesExtractor):
@@ -54,6 +55,9 @@ class BackboneFeatures(BaseFeaturesExtractor):
         self._memo: dict[bytes, torch.Tensor] = {}
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        # Every SB3 path from an observation to an action distribution runs through here, so the
+        # policy reads the observations of the latest call to mask actions (see LengthRule).
+        self.last_observations = observations
         obs = observations.long()
         # The memo is keyed on the host: one small copy of the [batch, L + 1] ints per call.
         host = obs.cpu().numpy()
@@ -113,6 +117,15 @@ def top_k_logits(logits: torch.Tensor, k: int | None) -> torch.Tensor:
     return logits.masked_fill(dropped, torch.finfo(logits.dtype).min)
 
 
+def mask_actions(logits: torch.Tensor, observations: torch.Tensor, rule: LengthRule | None) -> torch.Tensor:
+    """``logits`` with the actions ``rule`` forbids after each observation at the dtype's minimum
+    (probability 0, finite log-probabilities); unchanged for a fixed-length prompt (None)."""
+    if rule is None:
+        return logits
+    allowed = torch.as_tensor(rule.allowed(observations.long().cpu().numpy()), device=logits.device)
+    return logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+
+
 class AdapterAndValue(nn.Module):
     """The trainable part: the adapter MLP (actor) and a small MLP for the critic."""
 
@@ -147,6 +160,7 @@ class LMAdapterPolicy(ActorCriticPolicy):
         sample_top_k: Sample each token from the ``k`` likeliest actions only (the paper's 256);
             the truncated distribution is the policy's own, so PPO's ratios and entropy use it
             too; None: the full distribution. The greedy action is the same either way.
+        length_rule: Which actions may follow a prefix (variable-length prompts); None: all.
         **kwargs: Passed to :class:`ActorCriticPolicy` (``ortho_init`` is always off: SB3's
             orthogonal init would overwrite the backbone's pretrained head).
     """
@@ -161,11 +175,13 @@ class LMAdapterPolicy(ActorCriticPolicy):
         start_token_id: int,
         adapter_hidden: int = ADAPTER_HIDDEN,
         sample_top_k: int | None = None,
+        length_rule: LengthRule | None = None,
         **kwargs,
     ) -> None:
         self.backbone_hidden = backbone.get_input_embeddings().weight.shape[1]
         self.adapter_hidden = adapter_hidden
         self.sample_top_k = sample_top_k
+        self.length_rule = length_rule
         self._head_rows = action_head_rows(backbone, action_token_ids)
         kwargs["ortho_init"] = False
         kwargs["features_extractor_class"] = BackboneFeatures
@@ -185,7 +201,8 @@ class LMAdapterPolicy(ActorCriticPolicy):
         self.optimizer = self.optimizer_class(self.trainable_parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_action_dist_from_latent(self, latent_pi: torch.Tensor):
-        return self.action_dist.proba_distribution(action_logits=top_k_logits(self.action_net(latent_pi), self.sample_top_k))
+        logits = mask_actions(self.action_net(latent_pi), self.features_extractor.last_observations, self.length_rule)
+        return self.action_dist.proba_distribution(action_logits=top_k_logits(logits, self.sample_top_k))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

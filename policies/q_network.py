@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rlprompt.defaults import ADAPTER_HIDDEN
-from rlprompt.policies.lm_adapter import BackboneFeatures, action_head_rows, make_adapter
+from rlprompt.envs.prompt_env import LengthRule
+from rlprompt.policies.lm_adapter import BackboneFeatures, action_head_rows, make_adapter, mask_actions
 
 
 class LMAdapterQNetwork(nn.Module):
@@ -33,6 +34,8 @@ class LMAdapterQNetwork(nn.Module):
         action_token_ids: Token id of each action.
         start_token_id: Token the backbone reads before the first prompt token.
         adapter_hidden: Width of the adapter MLP (2048 in the paper).
+        length_rule: Which actions may follow a prefix (variable-length prompts): a forbidden
+            action's Q-value is the dtype's minimum, so it is never sampled and adds nothing to V.
     """
 
     def __init__(
@@ -42,8 +45,10 @@ class LMAdapterQNetwork(nn.Module):
         action_token_ids: Sequence[int],
         start_token_id: int,
         adapter_hidden: int = ADAPTER_HIDDEN,
+        length_rule: LengthRule | None = None,
     ) -> None:
         super().__init__()
+        self.length_rule = length_rule
         self.features = BackboneFeatures(observation_space, backbone, action_token_ids, start_token_id)
         self.adapter = make_adapter(self.features.features_dim, adapter_hidden)
         self.target_adapter = copy.deepcopy(self.adapter).requires_grad_(False)
@@ -51,12 +56,12 @@ class LMAdapterQNetwork(nn.Module):
 
     def q_values(self, observations: torch.Tensor) -> torch.Tensor:
         """Q of each action, ``[B, A]``, from the online adapter (with gradients)."""
-        return self.adapter(self.features(observations)) @ self.head_rows.T
+        return mask_actions(self.adapter(self.features(observations)) @ self.head_rows.T, observations, self.length_rule)
 
     @torch.no_grad()
     def target_q_values(self, observations: torch.Tensor) -> torch.Tensor:
         """Q of each action, ``[B, A]``, from the target adapter (no gradients)."""
-        return self.target_adapter(self.features(observations)) @ self.head_rows.T
+        return mask_actions(self.target_adapter(self.features(observations)) @ self.head_rows.T, observations, self.length_rule)
 
     @torch.no_grad()
     def update_target(self, rate: float) -> None:

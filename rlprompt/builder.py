@@ -48,7 +48,10 @@ class RunObjects:
 
     def vec_env(self) -> PromptVecEnv:
         """``num_prompts`` prompts written in lockstep and scored together."""
-        return PromptVecEnv(self.reward, self.vocab, num_envs=self.config.num_prompts, prompt_length=self.config.prompt_length)
+        config = self.config
+        return PromptVecEnv(
+            self.reward, self.vocab, num_envs=config.num_prompts, prompt_length=config.prompt_length, min_length=config.shortest_prompt
+        )
 
 
 def config_task(config: TrainConfig) -> Task:
@@ -115,6 +118,8 @@ def build(config: TrainConfig, models: ModelPool | None = None) -> RunObjects:
     scorer = make_scorer(config.target_lm, task, config.calibration, models=models, max_batch_tokens=config.max_batch_tokens)
     backbone = policy_backbone(config, models)
     vocab = build_vocabulary(backbone.tokenizer, config.vocabulary, backbone.model)
+    if config.shortest_prompt < config.prompt_length:
+        vocab = vocab.with_end_action()
     reward = CachedReward(training_reward(config, scorer, task, backbone))
     return RunObjects(config, task, models, scorer, backbone, vocab, reward)
 
@@ -135,4 +140,4 @@ def make_prompt_env(
     if reward is None or vocab is None:
         objects = build(config)
         reward, vocab = reward or objects.reward, vocab or objects.vocab
-    return PromptEnv(reward, vocab, config.prompt_length, render_mode=render_mode)
+    return PromptEnv(reward, vocab, config.prompt_length, render_mode=render_mode, min_length=config.shortest_prompt)

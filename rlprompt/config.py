@@ -36,6 +36,7 @@ _LOWER_BOUNDS = (
     ("max_batch_tokens", 1, ""),
     ("sample_top_k", 0, " (0: sample from every action)"),
     ("greedy_every", 0, " (0: never)"),
+    ("min_length", 0, " (0: the empty prompt may be chosen)"),
 )
 # Settings that must be > 0.
 _POSITIVE = ("learning_rate", "correct_coef")
@@ -70,7 +71,11 @@ class TrainConfig:
     """Causal LM backbone of the policy; default: the target if it is a causal LM loaded here, else
     the default target model."""
     prompt_length: int = PROMPT_LENGTH
-    """Tokens per prompt."""
+    """Tokens per prompt (the most, when min_length is smaller)."""
+    min_length: int | None = None
+    """Fewest tokens per prompt: below prompt_length the policy also has an end-of-prompt action,
+    so prompts of min_length..prompt_length tokens are searched (0: the empty prompt too, which
+    is then scored first as a candidate); default: prompt_length (fixed length)."""
     vocabulary: str = "words"
     """Action vocabulary: all, words (word-start alphabetic tokens), top-K (the K words the backbone
     finds likeliest), or a word-list file."""
@@ -146,6 +151,8 @@ class TrainConfig:
         for name in ("ent_coef", "fluency_weight", "incorrect_coef"):
             if not math.isfinite(getattr(self, name)):
                 raise RLPromptError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)!r}")
+        if self.min_length is not None and self.min_length > self.prompt_length:
+            raise RLPromptError(f"--min-length must be at most the prompt length ({self.prompt_length}), got {self.min_length}")
         check_search_method(self.algo)
         if self.reward not in ("gap", "accuracy"):
             raise RLPromptError(f"unknown reward '{self.reward}'; valid: gap, accuracy")
@@ -153,6 +160,11 @@ class TrainConfig:
         check_dtype_name(self.dtype)
         check_device_name(self.device)
         resolve_device(self.device)  # a device this machine lacks fails here, not after loading
+
+    @property
+    def shortest_prompt(self) -> int:
+        """``min_length``, else ``prompt_length``: the fewest tokens a prompt may have."""
+        return self.prompt_length if self.min_length is None else self.min_length
 
     def _check_types(self) -> None:
         hints = typing.get_type_hints(type(self))

@@ -104,13 +104,8 @@ class PromptSelector:
         """Take the policy's greedy prompt (an env ``info`` of a finished prompt): it is scored on
         dev and enters the candidates whatever its training reward, and the last ``history`` row
         records it."""
-        prompt = info["prompt"]
-        best = self.best if self.best is not None and self.best.prompt == prompt else None
-        candidate = self.candidates.get(prompt) or best or self._candidate(info)
+        candidate = self.add_candidate(info)
         candidate.greedy = True
-        self.candidates[prompt] = candidate
-        self._score_on_dev([candidate] if candidate.dev_accuracy is None else [])
-        self._challenge(candidate)
         if self.history:
             self.history[-1].update(
                 greedy_prompt=candidate.prompt,
@@ -118,6 +113,18 @@ class PromptSelector:
                 greedy_dev_accuracy=float(candidate.dev_accuracy or 0.0),
                 **self._progress(),
             )
+        return candidate
+
+    def add_candidate(self, info: dict[str, Any]) -> Candidate:
+        """Take one prompt (an env ``info`` of a finished prompt) outside a batch, e.g. the empty
+        prompt before a variable-length search: it is scored on dev and enters the candidates
+        whatever its training reward, so the result is never worse on dev than it."""
+        prompt = info["prompt"]
+        best = self.best if self.best is not None and self.best.prompt == prompt else None
+        candidate = self.candidates.get(prompt) or best or self._candidate(info)
+        self.candidates[prompt] = candidate
+        self._score_on_dev([candidate] if candidate.dev_accuracy is None else [])
+        self._challenge(candidate)
         return candidate
 
     def _progress(self) -> dict[str, float]:

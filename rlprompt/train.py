@@ -126,6 +126,13 @@ class _Run:
         candidate = self.selector.add_greedy(finished_info(vocab, actions, batch, 0))
         logger.debug("step %d: greedy prompt %r, dev %.3f", self.selector.batches, candidate.prompt, candidate.dev_accuracy or 0.0)
 
+    def score_empty(self) -> None:
+        """With ``min_length`` 0 the empty prompt is in the search space: score it first (one
+        evaluation) so the selector can return it, and the result is never worse on dev."""
+        vocab = self.objects.vocab
+        batch = self.objects.reward([""])
+        self.selector.add_candidate(finished_info(vocab, [vocab.end_action], batch, 0))
+
     def checkpoint(self) -> None:
         """After every batch: what ``--resume`` needs, each file replaced atomically."""
         self.method.save(self.out_dir)
@@ -215,6 +222,8 @@ def train(config: TrainConfig, progress_bar: bool = True, *, resume: bool = Fals
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "config.json", asdict(config))
     run = _Run(config, objects, out_dir, seconds_before=state["seconds"] if state else 0.0)
+    if config.shortest_prompt == 0 and not resume:
+        run.score_empty()
     if resume:
         run.restore(state)
         logger.info("resuming %s at step %d of %d (%d prompts already scored)", out_dir, run.selector.batches, config.steps, objects.reward.evaluations)

@@ -9,7 +9,9 @@ from rlprompt.search.base import SearchMethod
 
 class RandomSearch(SearchMethod):
     """Every token drawn uniformly from the action vocabulary; prompts scored and chosen exactly
-    as in RL (same env, reward, cache and selector)."""
+    as in RL (same env, reward, cache and selector). With variable length each prompt's length is
+    drawn uniformly from ``min_length``..``prompt_length`` first, so short prompts (the empty one
+    among them) are drawn as often as long ones."""
 
     name = "random"
 
@@ -21,9 +23,18 @@ class RandomSearch(SearchMethod):
         # A resumed run is seeded by the batches already done too, so it does not redraw them.
         rng = np.random.default_rng([context.config.seed, selector.batches] if selector.batches else context.config.seed)
         env.reset()
+        rule = env.length_rule
         for _ in tqdm(range(steps), desc="random search", unit="step", disable=not progress_bar):
-            for _ in range(env.prompt_length):
-                _, _, _, infos = env.step(rng.integers(env.vocab.size, size=env.num_envs))
+            if rule is None:
+                lengths = np.full(env.num_envs, env.prompt_length)
+            else:
+                lengths = rng.integers(rule.min_length, env.prompt_length + 1, size=env.num_envs)
+            for position in range(env.prompt_length):
+                tokens = rng.integers(env.vocab.size if rule is None else env.vocab.size - 1, size=env.num_envs)
+                if rule is not None:
+                    # Tokens are drawn from the other actions (skipping the end action's index).
+                    tokens = np.where(position < lengths, tokens + (tokens >= rule.end_action), rule.end_action)
+                _, _, _, infos = env.step(tokens)
             selector.add(infos)
             if selector.budget_spent(context.config.max_evaluations):
                 return

@@ -61,6 +61,7 @@ class SB3Search(PolicySearchMethod):
             start_token_id=start_token(backbone.tokenizer),
             adapter_hidden=config.adapter_hidden,
             sample_top_k=self.sample_top_k,
+            length_rule=context.env.length_rule,
         )
         torch.manual_seed(config.seed)
         self.algorithm = self.algorithm_class(

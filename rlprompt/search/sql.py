@@ -79,6 +79,16 @@ def sql_loss(q: torch.Tensor, q_target: torch.Tensor, actions: torch.Tensor, rew
     return ((single + multi) / 2).sum(1).mean()
 
 
+def episode_lengths(actions: np.ndarray, end_action: int | None) -> np.ndarray:
+    """Steps of each episode ``[N]`` from its actions ``[N, L]``: up to and including the first end
+    action (the steps after it are forced and carry no decision), else all ``L``."""
+    steps = actions.shape[1]
+    if end_action is None:
+        return np.full(len(actions), steps)
+    ended = actions == end_action
+    return np.where(ended.any(1), ended.argmax(1) + 1, steps)
+
+
 class SQLSearch(PolicySearchMethod):
     """Soft Q-learning on the LM-adapter Q-network (see the module docstring)."""
 
@@ -91,7 +101,8 @@ class SQLSearch(PolicySearchMethod):
         config, backbone, env = context.config, context.backbone, context.env
         torch.manual_seed(config.seed)
         self.network = LMAdapterQNetwork(
-            env.observation_space, backbone.model, context.vocab.token_ids, start_token(backbone.tokenizer), config.adapter_hidden
+            env.observation_space, backbone.model, context.vocab.token_ids, start_token(backbone.tokenizer), config.adapter_hidden,
+            length_rule=env.length_rule,
         ).to(context.device)
         self.optimizer = torch.optim.Adam(self.network.trainable_parameters(), lr=self.learning_rate)
         self.logger = None
@@ -122,7 +133,7 @@ class SQLSearch(PolicySearchMethod):
         q = self.network.q_values(flat).view(episodes, steps, -1)
         q_target = self.network.target_q_values(flat).view(episodes, steps, -1)
         shaped = REWARD_SCALE * torch.as_tensor(rewards, dtype=torch.float32, device=q.device)
-        lengths = torch.full((episodes,), steps, device=q.device)
+        lengths = torch.as_tensor(episode_lengths(actions.cpu().numpy(), self.context.vocab.end_action), device=q.device)
         loss = sql_loss(q, q_target, actions, shaped, lengths)
         self.optimizer.zero_grad()
         loss.backward()

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
 from experiments import fewshot
 
-DEMO = Path(__file__).resolve().parents[2] / "rlprompt" / "data" / "demo_sentiment"
-
 
 @pytest.fixture
-def experiment(tmp_path, monkeypatch) -> fewshot.Experiment:
-    split = tmp_path / "data" / "sst-2" / "16-1"
-    split.mkdir(parents=True)
-    for name in ("train", "dev", "test"):
-        shutil.copy(DEMO / f"{name}.tsv", split / f"{name}.tsv")
-    # The tiny tokenizer has no single-token " negative"; the paper's label words stand in.
-    setup = fewshot.TaskSetup("Review: {sentence} {prompt}\nSentiment: {mask}", (" terrible", " great"), ("paper", "instruction"))
-    monkeypatch.setattr(fewshot, "TASKS", {"sst-2": setup})
-    return fewshot.Experiment(tmp_path / "data", tmp_path / "work", tmp_path / "results", budget=8, num_prompts=4)
+def experiment(tmp_path, demo_split_root) -> fewshot.Experiment:
+    return fewshot.Experiment(demo_split_root, tmp_path / "work", tmp_path / "results", budget=8, num_prompts=4)
 
 
 def test_runs_every_cell_once_with_equal_budgets_and_writes_the_report(experiment, tiny_llama_dir) -> None:
@@ -84,7 +73,7 @@ def test_a_crash_mid_cell_loses_only_that_cell(experiment, tiny_llama_dir, monke
 
 
 def test_random_search_needs_the_rl_budget_first(experiment, tiny_llama_dir) -> None:
-    with pytest.raises(SystemExit, match="needs the RL cell of the same split first"):
+    with pytest.raises(SystemExit, match=r"needs \[.*, .rl.\)\] first"):
         experiment.run([(str(tiny_llama_dir), "sst-2", 1, "paper", "random")])
 
 

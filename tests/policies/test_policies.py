@@ -16,7 +16,7 @@ from rlprompt.policies import LMAdapterPolicy
 from rlprompt.rewards import RewardBatch
 
 
-def _policy(lm, vocab: ActionVocabulary, prompt_length: int = 3, sample_top_k: int | None = None) -> LMAdapterPolicy:
+def _policy(lm, vocab: ActionVocabulary, prompt_length: int = 3, sample_top_k: int | None = None, length_rule=None) -> LMAdapterPolicy:
     import gymnasium as gym
 
     from rlprompt.envs.prompt_env import observation_space
@@ -30,6 +30,7 @@ def _policy(lm, vocab: ActionVocabulary, prompt_length: int = 3, sample_top_k: i
         start_token_id=lm.tokenizer.bos_token_id,
         adapter_hidden=64,
         sample_top_k=sample_top_k,
+        length_rule=length_rule,
     )
 
 

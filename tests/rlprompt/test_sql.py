@@ -67,7 +67,7 @@ def _context(tiny_llama, tmp_path, config: TrainConfig, reward: PromptReward, vo
         config.top_k, dev_score or (lambda prompts: [float(cached(prompts).metrics["accuracy"][i]) for i in range(len(prompts))]),
         lambda ranked: None, evaluations=lambda: cached.evaluations,
     )
-    env = PromptVecEnv(cached, vocab, num_envs=config.num_prompts, prompt_length=config.prompt_length)
+    env = PromptVecEnv(cached, vocab, num_envs=config.num_prompts, prompt_length=config.prompt_length, min_length=config.shortest_prompt)
     return SearchContext(config=config, reward=cached, selector=selector, vocab=vocab, backbone=tiny_llama, env=env, device=torch.device("cpu"), out_dir=tmp_path)
 
 
