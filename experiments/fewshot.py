@@ -506,7 +506,8 @@ def report(results: dict[tuple, CellResult], curves: list[dict], out: Path, budg
         "",
         "**Budget:** RL (PPO and soft Q-learning, each with its own defaults: 16 prompts per step, 5 tokens,",
         "`words` vocabulary; PPO learning rate 5e-4 over the full distribution, SQL 5e-5 with top-256",
-        f"sampling; the greedy prompt scored every 10 steps) stops once the target LM has scored {budget} distinct",
+        "sampling; SQL cells also score the policy's greedy prompt every 10 steps, which the PPO cells,",
+        f"run before greedy decoding existed, did not) stops once the target LM has scored {budget} distinct",
         "prompts on the train set; random search draws 5-token prompts uniformly from the same vocabulary",
         "and gets at least as many evaluations as the PPO cell (rounded up to whole batches of 16). All",
         "keep the top 8 by train reward, score them on dev, and report the best on dev.",
@@ -534,12 +535,17 @@ def report(results: dict[tuple, CellResult], curves: list[dict], out: Path, budg
     ]
     for method, values in PAPER_ROBERTA_LARGE.items():
         lines.append(f"| {method} | {values['sst-2']} | {values['agnews']} | {values['sst-5']} |")
-    lines += ["", "## Every cell", "", "| cell | prompt | dev | test | evaluations | seconds |", "|---|---|---|---|---|---|"]
+    greedy = {method: [r.greedy for k, r in results.items() if k[4] == method and r.greedy is not None] for method in ("rl", "sql")}
+    counted = [f"{METHOD_LABELS[m]} {sum(flags)} of {len(flags)}" for m, flags in greedy.items() if flags]
+    if counted:
+        lines += ["", f"Cells whose final prompt was a greedy prompt of the policy (recorded since greedy decoding exists): {', '.join(counted)}."]
+    lines += ["", "## Every cell", "", "| cell | prompt | dev | test | evaluations | greedy | seconds |", "|---|---|---|---|---|---|---|"]
     for key in sorted(results):
         row = results[key]
+        flag = "–" if row.greedy is None else "yes" if row.greedy else "no"
         lines.append(
             f"| {cell_id(key)} | `{row.prompt!r}` | {100 * row.dev_accuracy:.1f} | {100 * row.test_accuracy:.1f} | "
-            f"{row.prompt_evaluations} | {row.seconds:.0f} |"
+            f"{row.prompt_evaluations} | {flag} | {row.seconds:.0f} |"
         )
     total = sum(row.seconds for row in results.values())
     lines += ["", f"Total wall time of the cells: {total / 60:.0f} min.", ""]
