@@ -31,13 +31,12 @@ import functools
 import json
 import logging
 import math
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from experiments.fewshot import RESULTS, TASKS, TEST_STRIDE, Experiment
+from experiments.fewshot import RESULTS, TASKS, TEST_STRIDE, Experiment, _mean_std
 from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, run_cells
 from rlprompt.config import TrainConfig
 from rlprompt.train import STATE_FILE, run_dir, train
@@ -213,13 +212,6 @@ def _parse(row: dict[str, str]) -> StageResult:
         else:
             values[item.name] = raw
     return StageResult(**values)  # type: ignore[arg-type]
-
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "–"
-    std = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ({std:.1f})"
 
 
 LABELS = {"ppo": "PPO", "sql": "soft Q-learning", "random": "random search"}
