@@ -64,7 +64,7 @@ import os
 import threading
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -306,9 +306,16 @@ class OpenAIScorer:
         todo = {key: text for key, text in zip(keys, texts) if key not in self.cache.entries}
         before = self.requests
         if todo:
-            with ThreadPoolExecutor(max_workers=min(self.target.concurrency, len(todo))) as pool:
-                # list() re-raises the first failure; the pairs scored before it are already cached.
-                list(pool.map(self._score, todo.keys(), todo.values()))
+            pool = ThreadPoolExecutor(max_workers=min(self.target.concurrency, len(todo)))
+            try:
+                futures = [pool.submit(self._score, key, text) for key, text in todo.items()]
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    # The first failure is raised; the pairs scored before it are already cached.
+                    future.result()
+            finally:
+                # On a failure or Ctrl-C, requests not yet sent are dropped, not sent into a broken server.
+                pool.shutdown(wait=True, cancel_futures=True)
         logger.info(
             "served target: %d pairs, %d requested (%d requests), %d from the cache; %d requests in all, %d pairs with a verbalizer outside the top-N",
             len(texts), len(todo), self.requests - before, len(texts) - len(todo), self.requests, self.missing,
