@@ -13,12 +13,14 @@ whole vocabulary: they differ from the ``local`` backend's raw logits by one con
 which every reward, accuracy and calibration here is blind to (all use softmax or argmax over
 the classes).
 
-A verbalizer missing from the top-N: the request is repeated once with ``max_top_logprobs``
-(default 1000); a server that accepted the larger N keeps getting it first from then on. If a
-verbalizer is still missing (or the server refuses the larger N), its score is the smallest
-returned log-probability minus :data:`MISSING_MARGIN`, an upper-bound guess, and the pair is
-counted in :attr:`OpenAIScorer.missing` and logged. Such a class is far below the top-N, so the
-argmax rarely depends on the guess; its exact value does enter a gap reward.
+A verbalizer missing from the top-N (default N=20): the request is repeated with N=1000, then
+with ``max_top_logprobs`` (default 1,000,000: more than any vocabulary, which llama-cpp-python
+clamps to the whole vocabulary, so the score is exact); after a miss the next pairs start at
+1000. Only when the server refuses a larger N (vLLM answers 400 above its ``--max-logprobs``) is
+a verbalizer left missing: its score is then the smallest returned log-probability minus
+:data:`MISSING_MARGIN`, an upper-bound guess, and the pair is counted in
+:attr:`OpenAIScorer.missing` and logged. For exact scores on vLLM, start it with
+``--max-logprobs`` at the vocabulary size.
 
 Verbalizers are checked to be single, distinct tokens of the *served* tokenizer: through the
 server's tokenize endpoint when it has one (llama-cpp-python ``POST /extras/tokenize``,
@@ -28,16 +30,18 @@ with a warning.
 
 Server support (``logprobs`` on ``/v1/completions``):
 
-* llama-cpp-python 0.3.x (``python -m llama_cpp.server``): verified here, see
-  ``experiments/results/served.md``. ``logprobs`` is not capped (1000 works). The ``model`` field
+* llama-cpp-python 0.3.x (``python -m llama_cpp.server``): verified here (0.3.36), see
+  ``experiments/results/served.md``. ``logprobs`` is not capped (N above the vocabulary returns
+  all of it, about 0.7 s a request for SmolLM2's 49,152 tokens against 0.1 s for N=1000). The ``model`` field
   of a request is ignored when one model is served, so a wrong name is caught by checking
   ``GET /v1/models`` first; ``echo`` prompt log-probabilities do not match the top-logprobs and are
   not used.
-* vLLM: ``logprobs`` up to the server's ``--max-logprobs`` (default 20); a larger N answers
-  400, which this backend takes as the cap (read in its docs, not run here).
+* vLLM: ``logprobs`` up to the server's ``--max-logprobs`` (default 20; vllm-project/vllm#5312
+  made the OpenAI server respect it); a larger N answers 400, which this backend takes as the
+  cap (read in its issues, not run here).
 * SGLang: ``logprobs`` on ``/v1/completions`` returns top-N log-probabilities (read, not run).
-* llama.cpp's own ``llama-server``: ``logprobs`` / ``n_probs`` on ``/v1/completions`` (read, not
-  run); its token strings are the same pieces.
+* llama.cpp's own ``llama-server``: ``logprobs`` on ``/v1/completions`` in the OpenAI format
+  since ggml-org/llama.cpp#10783 (pre-sampling probabilities; read, not run).
 
 Behaviour against a server: at most ``concurrency`` requests in flight (a thread pool,
 default 8); 429, 5xx, timeouts and dropped connections are retried with exponential backoff by
@@ -81,6 +85,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+WIDER_TOP_LOGPROBS = 1000
+"""The N of the first wider retry: enough for most misses, and quick to return (0.1 s on llama-cpp-python, against 0.7 s for the whole vocabulary)."""
 MISSING_MARGIN = 1.0
 """How far below the smallest returned log-probability a verbalizer missing from the top-N is put."""
 SETTINGS = ("concurrency", "top_logprobs", "max_top_logprobs", "max_retries", "timeout", "api_key_env", "cache")
@@ -96,7 +102,8 @@ class ServedTarget:
     """The API root the client is given, e.g. ``http://127.0.0.1:8000/v1``."""
     concurrency: int = 8
     top_logprobs: int = 20
-    max_top_logprobs: int = 1000
+    max_top_logprobs: int = 1_000_000
+    """The N of the last retry; larger than any vocabulary, so a server that clamps N to its vocabulary returns all of it."""
     max_retries: int = 5
     timeout: float = 60.0
     api_key_env: str = "OPENAI_API_KEY"
@@ -214,9 +221,10 @@ class OpenAIScorer:
         # A dummy key for servers that take none (llama.cpp, vLLM without --api-key): the client refuses an empty one.
         api_key = os.environ.get(target.api_key_env) or "no-key"
         self._client = openai.OpenAI(base_url=target.base_url, api_key=api_key, max_retries=target.max_retries, timeout=target.timeout)
-        self._n = target.top_logprobs
-        self._cap: int | None = None
-        """The largest N the server accepted after refusing a larger one."""
+        self._ladder = sorted({target.top_logprobs, min(WIDER_TOP_LOGPROBS, target.max_top_logprobs), target.max_top_logprobs})
+        """The N of the first request and of each wider retry."""
+        self._start = 0
+        """Where on the ladder a pair's first request starts (raised after a miss)."""
         self._count_lock = threading.Lock()
         self.requests = 0
         """Completion requests made (retries by the client not counted), like the evaluation budget."""
@@ -324,12 +332,16 @@ class OpenAIScorer:
         return torch.tensor(values, dtype=torch.float32).reshape(len(prompts), len(sentences), self.num_classes)
 
     def _score(self, key: str, text: str) -> None:
-        top = self._top_logprobs(text, self._n)
-        if any(word not in top for word in self.verbalizers) and self._n < self.target.max_top_logprobs and self._cap is None:
-            wider = self._top_logprobs(text, self.target.max_top_logprobs, probe=True)
-            if wider is not None:
-                top = wider
-                self._n = self.target.max_top_logprobs
+        level = self._start
+        top = self._top_logprobs(text, self._ladder[level])
+        # Widen while a verbalizer is missing and the server has not refused a larger N.
+        while any(word not in top for word in self.verbalizers) and level + 1 < len(self._ladder):
+            wider = self._top_logprobs(text, self._ladder[level + 1], probe=True)
+            if wider is None:
+                break
+            level, top = level + 1, wider
+            # The next pairs start one step up (not at the whole vocabulary, which is slow to return).
+            self._start = max(self._start, min(level, 1))
         floor = min(top.values()) - MISSING_MARGIN
         missing = sum(word not in top for word in self.verbalizers)
         if missing:
@@ -346,9 +358,15 @@ class OpenAIScorer:
             response = self._client.completions.create(model=self.target.model, prompt=text, max_tokens=1, temperature=0.0, logprobs=n)
         except self._openai.BadRequestError as error:
             if probe:
-                # vLLM refuses N above --max-logprobs with 400: keep the N that worked.
-                self._cap = self._n
-                logger.warning("served target: the server refused logprobs=%d (%s); verbalizers outside the top-%d get a fallback score", n, error.status_code, self._n)
+                # vLLM refuses N above --max-logprobs with 400: the ladder stops below it.
+                with self._count_lock:
+                    refused = n in self._ladder
+                    self._ladder = [m for m in self._ladder if m < n]
+                    self._start = min(self._start, len(self._ladder) - 1)
+                if refused:
+                    logger.warning(
+                        "served target: the server refused logprobs=%d (%s); verbalizers outside the top-%d get a fallback score", n, error.status_code, self._ladder[-1]
+                    )
                 return None
             raise self._error(error) from None
         except self._openai.OpenAIError as error:

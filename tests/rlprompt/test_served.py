@@ -47,10 +47,14 @@ class FakeServer:
         delay: Seconds each completion takes.
         status: If set, every completion is answered with this status.
         logprobs: Whether completions carry logprobs.
+        max_logprobs: If set, a request for more logprobs is answered 400 (as vLLM does).
     """
 
-    def __init__(self, model: str = "fake-model", fail_first: int = 0, delay: float = 0.0, status: int | None = None, logprobs: bool = True) -> None:
-        self.model, self.fail_first, self.delay, self.status, self.logprobs = model, fail_first, delay, status, logprobs
+    def __init__(
+        self, model: str = "fake-model", fail_first: int = 0, delay: float = 0.0, status: int | None = None, logprobs: bool = True, max_logprobs: int | None = None
+    ) -> None:
+        self.model, self.fail_first, self.delay, self.status, self.logprobs, self.max_logprobs = model, fail_first, delay, status, logprobs, max_logprobs
+        self.logprobs_asked: list[int] = []
         self.completions = 0
         self.lock = threading.Lock()
         server = self
@@ -81,6 +85,10 @@ class FakeServer:
                 with server.lock:
                     server.completions += 1
                     count = server.completions
+                    server.logprobs_asked.append(body.get("logprobs"))
+                if server.max_logprobs and body.get("logprobs", 0) > server.max_logprobs:
+                    self._send(400, {"error": {"message": f"logprobs must be at most {server.max_logprobs}"}})
+                    return
                 time.sleep(server.delay)
                 if server.status:
                     self._send(server.status, {"error": {"message": f"status {server.status}"}})
@@ -249,6 +257,19 @@ def test_missing_verbalizer_widens_then_falls_back(tmp_path) -> None:
 
         scorer = make_scorer(server.spec(top_logprobs=5, cache="off"), task, models=ModelPool("cpu", "fp32"))
         logits = scorer.class_logits(["It was"], ["Fine."])
-        # Widened once to max_top_logprobs, still missing: the smallest returned value minus the margin.
-        assert scorer.requests == 2 and scorer.missing == 1
+        # Widened to N=1000, then to max_top_logprobs, still missing: the smallest returned value minus the margin.
+        assert scorer.requests == 3 and scorer.missing == 1
+        assert server.logprobs_asked == [5, 1000, 1_000_000]
     assert logits[0, 0, 1].item() == pytest.approx(-4.0 - 1.0)
+
+
+def test_refused_wider_n_is_the_cap(tmp_path) -> None:
+    """A vLLM-like server refusing N above 20 with 400: the ladder stops at 20, scoring goes on with the fallback."""
+    with FakeServer(max_logprobs=20) as server:
+        task = load_task("demo", verbalizers=[" great", " okay"])
+        from rlprompt.models import ModelPool
+        from rlprompt.scoring import make_scorer
+
+        scorer = make_scorer(server.spec(cache="off", concurrency=1), task, models=ModelPool("cpu", "fp32"))
+        scorer.class_logits(["It was"], ["Fine.", "Bad."])
+        assert server.logprobs_asked == [20, 1000, 20] and scorer.missing == 2
