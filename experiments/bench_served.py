@@ -129,7 +129,7 @@ def train_run(url: str, steps: int, num_prompts: int, folder: Path) -> tuple[flo
     target = f"openai:{ALIAS}@{url}?cache={folder / 'scores.jsonl'}"
     command = [
         sys.executable, "-m", "rlprompt.cli", "train", "--target-lm", target, "--steps", str(steps), "--num-prompts", str(num_prompts),
-        "--runs-dir", str(folder), "--device", "cpu", "--no-progress",
+        "--runs-dir", str(folder), "--device", "cpu", "--no-progress", "--no-evaluate-test", "--greedy-every", "0",
     ]
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -195,7 +195,7 @@ against `GET /v1/models` before scoring and fails with one line naming the serve
 
 ## One training run end to end
 
-`rlprompt train --target-lm openai:{ALIAS}@http://127.0.0.1:PORT/v1 --steps {args.steps} --num-prompts {args.num_prompts} --device cpu`:
+`rlprompt train --target-lm openai:{ALIAS}@http://127.0.0.1:PORT/v1 --steps {args.steps} --num-prompts {args.num_prompts} --device cpu --no-evaluate-test --greedy-every 0`:
 exit code {code}, **{seconds:.1f} s** wall time (model loading of the policy backbone included).
 Last lines: `{tail}`
 """
