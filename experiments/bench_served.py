@@ -153,9 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     process = start_llama_server(OFFLINE_MODELS[ALIAS].locate(), port, folder / "server.log")
     url = f"http://127.0.0.1:{port}/v1"
     try:
+        # Each result is printed as it arrives: a run stopped early still shows what it measured.
         agree = agreement(url)
+        print("agreement:", agree, flush=True)
         rates = {n: throughput(url, n) for n in (1, 8)}
+        print("requests per second by requests in flight:", rates, flush=True)
         wrong = wrong_model_name(url)
+        print("wrong model name:", wrong, flush=True)
         seconds, code, tail = train_run(url, args.steps, args.num_prompts, folder)
     finally:
         stop(process)
