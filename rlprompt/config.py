@@ -66,7 +66,8 @@ class TrainConfig:
     """Column with the label."""
     target_lm: str = DEFAULT_MODEL
     """Frozen model the prompt is optimised for (alias, .gguf, folder or hub id), or a backend spec
-    such as fake (no model: deterministic scores, for tests)."""
+    such as fake (no model: deterministic scores, for tests) or openai:MODEL@http://HOST:PORT/v1 (a
+    model behind an OpenAI-compatible server)."""
     policy_lm: str | None = None
     """Causal LM backbone of the policy; default: the target if it is a causal LM loaded here, else
     the default target model."""

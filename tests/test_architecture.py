@@ -24,7 +24,7 @@ CORE = {
     "rlprompt", "rlprompt.artifact", "rlprompt.batching", "rlprompt.defaults", "rlprompt.devices", "rlprompt.errors",
     "rlprompt.evaluation", "rlprompt.export", "rlprompt.metrics", "rlprompt.models", "rlprompt.perplexity",
     "rlprompt.scoring", "rlprompt.scoring.base", "rlprompt.scoring.calibration", "rlprompt.scoring.encoding",
-    "rlprompt.scoring.factory", "rlprompt.scoring.fake", "rlprompt.scoring.local", "rlprompt.scoring.prefix_cache", "rlprompt.selection",
+    "rlprompt.scoring.factory", "rlprompt.scoring.fake", "rlprompt.scoring.local", "rlprompt.scoring.openai", "rlprompt.scoring.prefix_cache", "rlprompt.selection",
     "rlprompt.tasks", "rlprompt.template", "rlprompt.transfer",
 }
 """Models, tasks, scoring and artifacts: usable without any RL."""

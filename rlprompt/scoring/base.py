@@ -35,6 +35,7 @@ class ClassScorer(Protocol):
 SCORER_BACKENDS: dict[str, str] = {
     "local": "rlprompt.scoring.local:local_backend",
     "fake": "rlprompt.scoring.fake:fake_backend",
+    "openai": "rlprompt.scoring.openai:openai_backend",
 }
 """Backend name -> ``module:function`` building it. A target spec ``NAME:REST`` (or just ``NAME``)
 picks backend NAME; every other spec (an alias, a file, a folder, a hub id) is ``local``."""

