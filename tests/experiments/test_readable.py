@@ -32,7 +32,7 @@ def test_learns_every_setting_scores_it_on_the_other_model_and_reports(tmp_path,
     calibrated = results[(source, "sst-2", 1, "paper+calibrated", "rl-fluency")]
     assert '"calibration": "train-mean"' in (experiment.work_dir / calibrated.run_dir / "config.json").read_text()
     assert results[(other, "sst-2", 1, "paper+calibrated", f"rl-fluency@{source}")].prompt == calibrated.prompt
-    learned = {method: results[(source, "sst-2", 1, "paper", method)] for method in fewshot.RL_SETTINGS}
+    learned = {method: results[(source, "sst-2", 1, "paper", method)] for method in readable.SETTINGS}
     for method, cell in learned.items():
         moved = results[(other, "sst-2", 1, "paper", f"{method}@{source}")]
         assert moved.prompt == cell.prompt and moved.perplexity == cell.perplexity > 1.0
