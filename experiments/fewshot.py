@@ -517,7 +517,9 @@ def report(results: dict[tuple, CellResult], curves: list[dict], out: Path, budg
         present = [t for t in tasks if any(k[0] == target and k[1] == t for k in results)]
         lines += [f"## Target LM: {target}", "", "| method | " + " | ".join(present) + " |", "|---|" + "---|" * len(present)]
         for template, method, label in ROWS:
-            cells = [_mean_std(_row_values(results, target, task, seeds, template, method)) for task in present]
+            values = [_row_values(results, target, task, seeds, template, method) for task in present]
+            # A row some splits have not reached yet says how many it averages.
+            cells = [_mean_std(v) + (f" n={len(v)}" if 0 < len(v) < len(seeds) else "") for v in values]
             if any(c != "–" for c in cells):
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
         plot = curves_path(out, target)
