@@ -202,7 +202,22 @@ def test_masked_target_gets_the_masked_format(tiny_bert, tmp_path: Path) -> None
     assert target_task(TrainConfig(task="sst-2", data=str(folder), target_lm="fake"), task, models) is task
 
 
-def test_train_a_preset_with_no_task_flags(tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def rlprompt_logger_restored():
+    """The CLI's ``main`` gives the ``rlprompt`` logger its own stderr handler and stops it
+    propagating; run in-process, that would outlive the test (and hide later tests' records
+    from ``caplog``), so the logger is put back as it was."""
+    import logging
+
+    logger = logging.getLogger("rlprompt")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+
+
+def test_train_a_preset_with_no_task_flags(
+    tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], rlprompt_logger_restored
+) -> None:
     folder = write_split_folder(tmp_path / "data" / "trec", "trec")
     code = main([
         "train", "--task", "trec", "--data", str(folder),
