@@ -20,14 +20,18 @@ Writes ``experiments/results/served.md``. Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +67,65 @@ def start_llama_server(gguf: Path, port: int, log: Path, alias: str = ALIAS, thr
             time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"llama_cpp.server did not answer within 180 s; see {log}")
+
+
+class FlakyProxy:
+    """A proxy on 127.0.0.1 in front of ``upstream`` (``http://HOST:PORT``) that answers the first ``fail_first`` completion requests with 500.
+
+    It stands for a real server that fails for a while: every other request, and every
+    completion after the first ``fail_first``, is forwarded unchanged. ``completions`` counts the
+    completion requests that reached the proxy (the failed ones included).
+    """
+
+    def __init__(self, upstream: str, fail_first: int) -> None:
+        self.upstream, self.fail_first, self.completions = upstream.rstrip("/"), fail_first, 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _answer(self, code: int, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _forward(self, body: bytes | None) -> None:
+                request = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command, headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=120) as answer:
+                        self._answer(answer.status, answer.read())
+                except urllib.error.HTTPError as error:
+                    self._answer(error.code, error.read())
+
+            def do_GET(self) -> None:
+                self._forward(None)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path.endswith("/completions"):
+                    with proxy.lock:
+                        proxy.completions += 1
+                        failing = proxy.completions <= proxy.fail_first
+                    if failing:
+                        self._answer(500, json.dumps({"error": {"message": "injected failure"}}).encode())
+                        return
+                self._forward(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FlakyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -23,6 +23,7 @@ from rlprompt.envs.prompt_env import finished_info
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import PromptScore, score_prompts
 from rlprompt.perplexity import perplexity
+from rlprompt.scoring.base import server_requests, target_label
 from rlprompt.search import search_method
 from rlprompt.search.base import SearchContext, SearchMethod
 from rlprompt.selection import PromptSelector
@@ -50,7 +51,7 @@ class TrainResult:
 def run_dir(config: TrainConfig) -> Path:
     # The task's own name: with --data alone that is the preset the path names, not "demo".
     task = task_name(config.task, config.data)
-    name = config.run_name or f"{task.replace(':', '_').replace('/', '_')}-{Path(config.target_lm).name}-seed{config.seed}"
+    name = config.run_name or f"{task.replace(':', '_').replace('/', '_')}-{target_label(config.target_lm)}-seed{config.seed}"
     return Path(config.runs_dir) / name
 
 
@@ -62,6 +63,8 @@ class _Run:
         self.objects = objects
         self.out_dir = out_dir
         self.started = time.monotonic() - seconds_before
+        self.requests_before = 0
+        """Server requests of the earlier sessions of a resumed run (a served target only)."""
         self.selector = PromptSelector(
             config.top_k,
             self.dev_score,
@@ -98,6 +101,7 @@ class _Run:
                 "prompts_sampled": self.selector.prompts_sampled,
                 "prompt_evaluations": objects.reward.evaluations,
                 "seconds": round(time.monotonic() - self.started, 1),
+                **({} if self.server_requests is None else {"server_requests": self.server_requests}),
             },
             seed=self.config.seed,
             versions=library_versions(),
@@ -115,31 +119,43 @@ class _Run:
             self.score_greedy()
         self.checkpoint()
 
+    @property
+    def server_requests(self) -> int | None:
+        """Completion requests sent to a served target over the whole run (resumed sessions included); None in-process."""
+        now = server_requests(self.objects.scorer)
+        return None if now is None else self.requests_before + now
+
     def score_greedy(self) -> None:
         """Score the policy's greedy prompt on train (one evaluation of the budget, unless already
         scored) and dev, and hand it to the selector; nothing for a method without a policy."""
         actions = self.method.decode_greedy()
         if actions is None:
             return
-        vocab = self.objects.vocab
-        batch = self.objects.reward([vocab.decode(actions)])
-        candidate = self.selector.add_greedy(finished_info(vocab, actions, batch, 0))
+        candidate = self.selector.add_greedy(self._scored(actions))
         logger.debug("step %d: greedy prompt %r, dev %.3f", self.selector.batches, candidate.prompt, candidate.dev_accuracy or 0.0)
 
     def score_empty(self) -> None:
         """With ``min_length`` 0 the empty prompt is in the search space: score it first (one
         evaluation) so the selector can return it, and the result is never worse on dev."""
+        self.selector.add_candidate(self._scored([self.objects.vocab.end_action]))
+
+    def _scored(self, actions: list[int]) -> dict:
+        """The prompt of ``actions`` scored on train as a batch of one, as the selector takes an episode."""
         vocab = self.objects.vocab
-        batch = self.objects.reward([""])
-        self.selector.add_candidate(finished_info(vocab, [vocab.end_action], batch, 0))
+        return finished_info(vocab, actions, self.objects.reward([vocab.decode(actions)]), 0)
 
     def checkpoint(self) -> None:
         """After every batch: what ``--resume`` needs, each file replaced atomically."""
         self.method.save(self.out_dir)
+        self.write_state()
+
+    def write_state(self) -> None:
+        """The selector, the reward cache and the run's seconds and server requests so far."""
         write_json_atomic(self.out_dir / STATE_FILE, {
             "version": STATE_VERSION,
             "algo": self.config.algo,
             "seconds": time.monotonic() - self.started,
+            "server_requests": self.server_requests,
             "selector": self.selector.state(),
             "reward": self.objects.reward.state(),
         })
@@ -148,6 +164,7 @@ class _Run:
         """Continue from the run folder's checkpoint (``state``, as :func:`_read_state` read it)."""
         self.selector.load_state(state["selector"])
         self.objects.reward.load_state(state["reward"])
+        self.requests_before = state.get("server_requests") or 0
         self.method.load(self.out_dir)
 
     def search(self, progress_bar: bool) -> bool:
@@ -181,6 +198,8 @@ class _Run:
             self.out_dir / "baselines.json",
             {split: {name: asdict(score) for name, score in scores.items()} for split, scores in baselines.items()},
         )
+        # The final scoring's seconds and requests count too when the run is resumed for more steps.
+        self.write_state()
         return TrainResult(result_file, path, baselines, interrupted)
 
 

@@ -12,6 +12,8 @@ reaches it. This module imports nothing heavy, so settings are checked before to
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 from rlprompt.errors import RLPromptError
@@ -62,6 +64,23 @@ def split_target_spec(spec: str) -> tuple[str, str]:
     if name in SCORER_BACKENDS and name != "local" and (separator or not rest):
         return name, rest
     return "local", spec
+
+
+def target_label(spec: str) -> str:
+    """A short, file-name-safe name for ``spec`` (run folders): a local model's file or folder name,
+    else the backend and its model, without a server URL or settings (``openai_my-model``)."""
+    backend, rest = split_target_spec(spec)
+    if backend == "local":
+        return Path(spec).name
+    model = rest.split("@", 1)[0].split("?", 1)[0]
+    return re.sub(r"[^\w.-]+", "_", f"{backend}_{model}" if model else backend)
+
+
+def server_requests(scorer: ClassScorer) -> int | None:
+    """Requests a served backend's scorer has made (looked up through wrappers such as calibration); None in-process."""
+    while not hasattr(scorer, "requests") and hasattr(scorer, "scorer"):
+        scorer = scorer.scorer
+    return getattr(scorer, "requests", None)
 
 
 def is_local(spec: str) -> bool:

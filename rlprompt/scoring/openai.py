@@ -221,8 +221,9 @@ class OpenAIScorer:
         # A dummy key for servers that take none (llama.cpp, vLLM without --api-key): the client refuses an empty one.
         api_key = os.environ.get(target.api_key_env) or "no-key"
         self._client = openai.OpenAI(base_url=target.base_url, api_key=api_key, max_retries=target.max_retries, timeout=target.timeout)
-        self._ladder = sorted({target.top_logprobs, min(WIDER_TOP_LOGPROBS, target.max_top_logprobs), target.max_top_logprobs})
-        """The N of the first request and of each wider retry."""
+        rungs = {target.top_logprobs, min(WIDER_TOP_LOGPROBS, target.max_top_logprobs), target.max_top_logprobs}
+        self._ladder = sorted(n for n in rungs if n >= target.top_logprobs)
+        """The N of the first request and of each wider retry (never below the N asked for)."""
         self._start = 0
         """Where on the ladder a pair's first request starts (raised after a miss)."""
         self._count_lock = threading.Lock()

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -273,3 +274,46 @@ def test_refused_wider_n_is_the_cap(tmp_path) -> None:
         scorer = make_scorer(server.spec(cache="off", concurrency=1), task, models=ModelPool("cpu", "fp32"))
         scorer.class_logits(["It was"], ["Fine.", "Bad."])
         assert server.logprobs_asked == [20, 1000, 20] and scorer.missing == 2
+
+
+def test_top_logprobs_above_1000_is_the_first_request(tmp_path) -> None:
+    """``top_logprobs=1000000`` asks for the whole vocabulary at once, not 1000 first."""
+    with FakeServer() as server:
+        task = load_task("demo", verbalizers=[" great", " okay"])
+        from rlprompt.models import ModelPool
+        from rlprompt.scoring import make_scorer
+
+        scorer = make_scorer(server.spec(top_logprobs=1_000_000, cache="off"), task, models=ModelPool("cpu", "fp32"))
+        scorer.class_logits(["It was"], ["Fine."])
+        assert server.logprobs_asked == [1_000_000] and scorer.requests == 1 and scorer.missing == 1
+
+
+@pytest.mark.parametrize(("spec", "label"), [
+    ("openai:my-model@http://127.0.0.1:8000/v1?cache=off", "openai_my-model"),
+    ("openai:org/model-7b@https://host/v1", "openai_org_model-7b"),
+    ("smollm2-135m", "smollm2-135m"),
+    ("/models/tiny-gpt2", "tiny-gpt2"),
+])
+def test_run_folders_name_the_served_model_not_its_url(spec, label) -> None:
+    from rlprompt.scoring.base import target_label
+
+    assert target_label(spec) == label
+
+
+def test_a_run_against_a_server_reports_its_requests(tiny_llama_dir, tmp_path) -> None:
+    """A training run on a served target: the run folder names the model, and the prompt file's
+    budget counts the completion requests, kept across ``--resume``."""
+    from rlprompt.config import TrainConfig
+    from rlprompt.train import train
+
+    with FakeServer() as server:
+        config = TrainConfig(
+            target_lm=server.spec(cache="off", concurrency=2), policy_lm=str(tiny_llama_dir), steps=2, num_prompts=2, prompt_length=2,
+            top_k=3, adapter_hidden=16, runs_dir=str(tmp_path), seed=1, evaluate_test=False, greedy_every=0,
+        )
+        first = train(config, progress_bar=False)
+        assert first.path.parent.name == "demo-openai_fake-model-seed1"
+        assert first.prompt_file.budget["server_requests"] == server.completions > 0
+        after_first = server.completions
+        resumed = train(replace(config, steps=3), progress_bar=False, resume=True)
+        assert resumed.prompt_file.budget["server_requests"] == server.completions > after_first
