@@ -200,6 +200,18 @@ def train_run(url: str, steps: int, num_prompts: int, folder: Path) -> tuple[flo
     return time.monotonic() - started, done.returncode, " | ".join(lines[-3:])
 
 
+FAULT_TESTS = "wrong_port or wrong_model or 500s or killed"
+"""The fault tests of ``tests/rlprompt/test_served_llama.py`` the report runs and quotes."""
+
+
+def fault_tests() -> tuple[int, str]:
+    """Exit code and summary line of the fault tests against the real server (each starts its own)."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "served", "tests/rlprompt/test_served_llama.py", "-k", FAULT_TESTS]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    return done.returncode, lines[-1] if lines else done.stderr.strip()[-300:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=2)
@@ -224,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         wrong = wrong_model_name(url)
         print("wrong model name:", wrong, flush=True)
         seconds, code, tail = train_run(url, args.steps, args.num_prompts, folder)
+        print(f"training run: exit {code}, {seconds:.1f} s", flush=True)
     finally:
         stop(process)
+    faults_code, faults_summary = fault_tests()
+    print("fault tests:", faults_summary, flush=True)
     text = f"""# Served target backend (`openai:MODEL@URL`) on llama-cpp-python
 
 Reproduce: `python -m experiments.bench_served --steps {args.steps} --num-prompts {args.num_prompts}`.
@@ -265,10 +280,29 @@ against `GET /v1/models` before scoring and fails with one line naming the serve
 `rlprompt train --target-lm openai:{ALIAS}@http://127.0.0.1:PORT/v1 --steps {args.steps} --num-prompts {args.num_prompts} --device cpu --no-evaluate-test --greedy-every 0`:
 exit code {code}, **{seconds:.1f} s** wall time (model loading of the policy backbone included).
 Last lines: `{tail}`
+
+## Faults against the real server
+
+`pytest -m served tests/rlprompt/test_served_llama.py -k "{FAULT_TESTS}"`: **{faults_summary}**.
+They run against llama-cpp-python servers of their own and assert these outcomes exactly:
+
+- **Server killed mid-run** (`rlprompt train`, SIGKILL once 20 pairs are in the cache): exit
+  code 2, last line `rlprompt: error: cannot connect to the target server at
+  http://127.0.0.1:PORT/v1 (connection refused or unreachable); is the server running, and is
+  the URL right?`. The scored pairs stay in the cache; the same run (same seed) against the
+  restarted server reaches every one of them and appends none again: they come from the cache.
+- **Wrong port**: `cannot connect to the target server at http://127.0.0.1:PORT/v1 (connection
+  refused or unreachable); is the server running, and is the URL right?`
+- **Wrong model name**: the server answers `/v1/completions` for any name; the backend's
+  `/v1/models` check gives `model 'no-such-model' is not served at http://127.0.0.1:PORT/v1; it
+  serves: {ALIAS}`.
+- **500s for a while** (3, from a proxy in front of the server): retried with backoff by the
+  client; 4 requests reach the proxy, 1 is counted, and the scores equal those of the server
+  asked directly, exactly.
 """
     Path(args.output).write_text(text, encoding="utf-8")
     print(text)
-    return 0 if code == 0 else 1
+    return 0 if code == 0 and faults_code == 0 else 1
 
 
 if __name__ == "__main__":
