@@ -129,10 +129,18 @@ class BudgetStudy:
                     writer.writeheader()
                 writer.writerow(asdict(result))
             out.append(result)
+            # The table and plot after every stage: a study stopped at any point has them up to date.
+            self.write_report()
 
         run_one = self.run_stage if ray_address is None else functools.partial(_stage_in_worker, self.spec())
         run_cells(stages, run_one, record, needs=needs, done=self.finished(), ray_address=ray_address, resources=resources)
         return out
+
+    def write_report(self) -> Path:
+        """``budget.png`` and ``budget.md`` from the CSV as it stands; returns the table's path."""
+        results = self.finished()
+        plot(results, self.results)
+        return report(results, self.results)
 
     def spec(self) -> dict:
         """What a Ray worker needs to make the same study."""
@@ -333,9 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         resources = Resources(args.cpus_per_cell, args.gpus_per_cell)
         study.run(args.settings, args.seeds, args.methods, args.budgets, ray_address=args.ray, resources=resources)
-    results = study.finished()
-    plot(results, args.results)
-    print(report(results, args.results))
+    print(study.write_report())
     return 0
 
 

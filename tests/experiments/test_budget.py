@@ -20,6 +20,7 @@ def test_stages_resume_one_run_per_cell_smallest_budget_first(study, tmp_path) -
     study.results.mkdir(parents=True)
     first = study.run(settings, [1], methods, [8])
     assert [(r.setting, r.method, r.budget) for r in first] == [("sst-2/instruction", "ppo", 8), ("sst-2/instruction", "random", 8)]
+    assert "| sst-2/instruction | random search |" in (study.results / "budget.md").read_text(), "the table is redrawn after every stage"
     second = study.run(settings, [1], methods, [8, 16])
     assert [(r.method, r.budget) for r in second] == [("ppo", 16), ("random", 16)], "finished stages are skipped"
     results = study.finished()
@@ -36,8 +37,7 @@ def test_stages_resume_one_run_per_cell_smallest_budget_first(study, tmp_path) -
     with study.csv_path.open() as handle:
         assert len(list(csv.DictReader(handle))) == 4
 
-    budget.plot(results, study.results)
-    markdown = budget.report(results, study.results).read_text()
+    markdown = study.write_report().read_text()
     assert (study.results / "budget.png").is_file() and "](budget.png)" in markdown
     ppo_small = results[("sst-2/instruction", 1, "ppo", 8)].test_accuracy
     assert f"| sst-2/instruction | PPO | {100 * ppo_small:.1f} (0.0) n=1 |" in markdown
