@@ -31,12 +31,16 @@ import functools
 import json
 import logging
 import math
+import os
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, Callable
 
 from experiments.fewshot import RESULTS, TASKS, TEST_STRIDE, Experiment, _mean_std
+from experiments.plot_tuning import scalar_series
 from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, run_cells
 from rlprompt.config import TrainConfig
 from rlprompt.train import STATE_FILE, run_dir, train
@@ -45,7 +49,16 @@ logger = logging.getLogger("experiments.budget")
 
 BUDGETS = (320, 1280, 5120)
 SEEDS = (13, 21, 42)
-METHODS = ("ppo", "sql", "random")
+METHODS: dict[str, dict[str, object]] = {
+    "ppo": {"algo": "ppo"},
+    "sql": {"algo": "sql"},
+    "random": {"algo": "random"},
+    "ppo-ent": {"algo": "ppo", "ent_coef": 0.01},
+}
+"""Method name -> the training settings it changes. ``ppo-ent`` is the before/after of issue 13's
+item 3: PPO with an entropy bonus (evidence 13: without one the policy stops sampling new prompts
+long before 1,280 evaluations)."""
+DEFAULT_METHODS = ("ppo", "sql", "random")
 SETTINGS = ("sst-2/paper", "sst-2/instruction", "agnews/paper")
 VARIABLE_LENGTH = {"instruction": 0}
 """``--min-length`` of a template's runs (absent: fixed 5-token prompts, the paper's)."""
@@ -54,6 +67,47 @@ STEP_CAP = 3
 prompts it has seen spends no budget, so steps, not evaluations, end it."""
 INSTRUCTION_ALONE = {"sst-2/instruction": 0.809}
 """The instruction template with no prompt, test accuracy (experiments/results/fewshot.md)."""
+
+
+CURVES_CSV = "budget_curves.csv"
+CURVE_FIELDS = ["setting", "seed", "method", "batch", "prompts_sampled", "evaluations", "best_dev_accuracy", "entropy"]
+"""One row per batch of a cell's run. ``evaluations`` against ``prompts_sampled`` is how much of
+what the method samples is new (a policy that only repeats itself spends no budget);
+``entropy`` is the policy's mean per-token entropy in nats as its update after that batch logged
+it (empty for random search; stable-baselines3 logs a PPO update at the next batch, so a resumed
+stage's first batch has none)."""
+ENTROPY_TAGS = {"train/entropy_loss": -1.0, "sql/entropy": 1.0}
+"""TensorBoard tags of the policy entropy and their sign (stable-baselines3 logs minus the entropy)."""
+
+
+def run_curve(run: Path) -> list[dict]:
+    """A run folder's batches from ``history.json`` with the policy entropy of its TensorBoard
+    logs; [] if the folder has no history."""
+    path = run / "history.json"
+    if not path.is_file():
+        return []
+    history = json.loads(path.read_text(encoding="utf-8"))
+    entropy: list[float] = []
+    for tag, sign in ENTROPY_TAGS.items():
+        entropy = entropy or [sign * value for value in scalar_series(run, tag)]
+    # stable-baselines3 dumps an update's values with the next batch: the first batch of each
+    # session has none, so the series is aligned to the last batches.
+    offset = len(history) - len(entropy)
+    return [
+        {
+            "batch": row["batch"], "prompts_sampled": row["prompts_sampled"], "evaluations": row["evaluations"],
+            "best_dev_accuracy": row["best_dev_accuracy"],
+            "entropy": round(entropy[i - offset], 4) if 0 <= i - offset < len(entropy) else "",
+        }
+        for i, row in enumerate(history)
+    ]
+
+
+def _parse_curve_row(row: dict) -> dict:
+    return {
+        "batch": int(row["batch"]), "prompts_sampled": int(row["prompts_sampled"]), "evaluations": int(row["evaluations"]),
+        "best_dev_accuracy": float(row["best_dev_accuracy"]), "entropy": float(row["entropy"]) if row["entropy"] != "" else None,
+    }
 
 
 @dataclass
@@ -75,7 +129,10 @@ class StageResult:
     greedy: bool
     """The prompt was one of the policy's greedy prompts."""
     seconds: float
-    """Wall time of this stage (the run from the previous budget to this one, and the test score)."""
+    """Wall time of this stage (the run from the previous budget to this one, and the test score;
+    an interrupted stage adds its earlier sessions' search time, not their model loading)."""
+    dtype: str
+    """Weights of the target and backbone (``bf16`` or ``fp32``: ``--dtype auto`` on that machine)."""
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -137,10 +194,36 @@ class BudgetStudy:
         return out
 
     def write_report(self) -> Path:
-        """``budget.png`` and ``budget.md`` from the CSV as it stands; returns the table's path."""
+        """``budget_curves.csv``, ``budget.png`` and ``budget.md`` from the CSV as it stands;
+        returns the table's path."""
         results = self.finished()
-        plot(results, self.results)
-        return report(results, self.results)
+        curves = self.collect_curves(results)
+        plot(results, curves, self.results)
+        return report(results, curves, self.results)
+
+    def collect_curves(self, results: dict[tuple, StageResult]) -> dict[tuple, list[dict]]:
+        """Every finished cell's search curve, one row per batch (:data:`CURVE_FIELDS`): read
+        again from its run folder where that is on this machine, else kept from
+        ``budget_curves.csv`` (run folders do not travel with the repository; the curves do)."""
+        path = self.results / CURVES_CSV
+        curves: dict[tuple, list[dict]] = {}
+        if path.exists():
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    curves.setdefault((row["setting"], int(row["seed"]), row["method"]), []).append(row)
+        for setting, seed, method in sorted({key[:3] for key in results}):
+            fresh = run_curve(self.work_dir / cell_name(setting, seed, method))
+            if fresh:
+                curves[(setting, seed, method)] = [{"setting": setting, "seed": seed, "method": method, **row} for row in fresh]
+        rows = [row for key in sorted(curves) for row in curves[key]]
+        # Atomic: two study processes (one per setting) may redraw the report at the same moment.
+        temporary = path.with_suffix(".tmp")
+        with temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, path)
+        return {key: [_parse_curve_row(row) for row in rows] for key, rows in curves.items()}
 
     def spec(self) -> dict:
         """What a Ray worker needs to make the same study."""
@@ -156,15 +239,15 @@ class BudgetStudy:
             verbalizers=list(task.verbalizers),
             manual_prompt=task.manual_prompt,
             target_lm=self.target,
-            algo=method,
             min_length=VARIABLE_LENGTH.get(template),
             num_prompts=self.num_prompts,
             steps=STEP_CAP * math.ceil(budget / self.num_prompts),
             max_evaluations=budget,
             seed=seed,
-            run_name=f"{task_name}-{template}-{seed}-{method}",
+            run_name=cell_name(setting, seed, method),
             runs_dir=str(self.work_dir),
             evaluate_test=False,
+            **METHODS[method],  # type: ignore[arg-type]
         )
 
     def run_stage(self, key: tuple[str, int, str, int], finished: dict | None = None) -> StageResult:
@@ -174,6 +257,7 @@ class BudgetStudy:
         started = time.monotonic()
         config = self.config(setting, seed, method, budget)
         resume = (run_dir(config) / STATE_FILE).is_file()
+        earlier = _stage_seconds_so_far(run_dir(config), key, finished if finished is not None else self.finished()) if resume else 0.0
         logger.info("%s/%d/%s: %s to %d evaluations", setting, seed, method, "resuming" if resume else "starting", budget)
         best = train(config, progress_bar=sys.stderr.isatty(), resume=resume).prompt_file
         task_name, template = setting.split("/")
@@ -185,13 +269,33 @@ class BudgetStudy:
             int(best.budget["prompt_evaluations"]), int(best.budget["prompts_sampled"]), int(best.budget["steps"]),
             best.prompt, float(best.accuracy["train"]), float(best.accuracy["dev"]), test_accuracy,
             any(c.greedy and c.prompt == best.prompt for c in best.candidates),
-            round(time.monotonic() - started, 1),
+            round(earlier + time.monotonic() - started, 1),
+            str(best.dtype),
         )
         logger.info(
             "%s/%d/%s at %d: %r dev %.1f%% test %.1f%% (%d evaluations, %.0f s)", setting, seed, method, budget,
             result.prompt, 100 * result.dev_accuracy, 100 * result.test_accuracy, result.evaluations, result.seconds,
         )
         return result
+
+
+def _stage_seconds_so_far(run: Path, key: tuple[str, int, str, int], finished: dict[tuple, StageResult]) -> float:
+    """Search seconds an interrupted session already spent on this stage: the run's seconds in its
+    checkpoint less its seconds when the previous stage ended (0 if this stage had not started)."""
+    setting, seed, method, budget = key
+    state = json.loads((run / STATE_FILE).read_text(encoding="utf-8"))
+    earlier = [row for k, row in finished.items() if k[:3] == (setting, seed, method) and k[3] < budget]
+    previous_steps = max((row.steps for row in earlier), default=0)
+    history = state["selector"]["history"]
+    if len(history) <= previous_steps:
+        return 0.0
+    previous_end = history[previous_steps - 1]["seconds"] if previous_steps else 0.0
+    return max(float(state["seconds"]) - previous_end, 0.0)
+
+
+def cell_name(setting: str, seed: int, method: str) -> str:
+    """A cell's run folder name under the work folder, e.g. ``sst-2-paper-13-ppo``."""
+    return f"{setting.replace('/', '-')}-{seed}-{method}"
 
 
 _WORKER_STUDIES: dict[str, BudgetStudy] = {}
@@ -222,50 +326,75 @@ def _parse(row: dict[str, str]) -> StageResult:
     return StageResult(**values)  # type: ignore[arg-type]
 
 
-LABELS = {"ppo": "PPO", "sql": "soft Q-learning", "random": "random search"}
+LABELS = {"ppo": "PPO", "sql": "soft Q-learning", "random": "random search", "ppo-ent": "PPO, entropy bonus 0.01"}
+COLORS = {"ppo": "tab:blue", "sql": "tab:green", "random": "tab:orange", "ppo-ent": "tab:purple"}
 
 
-def report(results: dict[tuple, StageResult], out: Path) -> Path:
-    """``budget.md`` from the finished stages."""
-    settings = [s for s in SETTINGS if any(k[0] == s for k in results)] + sorted({k[0] for k in results} - set(SETTINGS))
+def _stages(results: dict[tuple, StageResult], setting: str, method: str, budget: int) -> list[StageResult]:
+    return [results[k] for k in sorted(results) if k[0] == setting and k[2] == method and k[3] == budget]
+
+
+def _settings(results: dict[tuple, Any]) -> list[str]:
+    return [s for s in SETTINGS if any(k[0] == s for k in results)] + sorted({k[0] for k in results} - set(SETTINGS))
+
+
+def _methods(results: dict[tuple, Any]) -> list[str]:
+    return [m for m in METHODS if any(k[2] == m for k in results)]
+
+
+def _table(results: dict[tuple, StageResult], cell: Callable[[list[StageResult]], str], extra: dict[str, float] | None = None) -> list[str]:
+    """A setting x method by budget table, ``cell`` formatting each group of stages; ``extra``
+    adds a constant row per setting (the instruction alone)."""
     budgets = sorted({k[3] for k in results})
+    lines = ["| setting | method | " + " | ".join(f"{b:,}" for b in budgets) + " |", "|---|---|" + "---|" * len(budgets)]
+    for setting in _settings(results):
+        for method in _methods(results):
+            cells = [cell(rows) if (rows := _stages(results, setting, method, b)) else "–" for b in budgets]
+            if any(c != "–" for c in cells):
+                lines.append(f"| {setting} | {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+        if extra and setting in extra:
+            lines.append(f"| {setting} | the instruction alone | " + " | ".join(f"{100 * extra[setting]:.1f}" for _ in budgets) + " |")
+    return lines
+
+
+def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out: Path) -> Path:
+    """``budget.md`` from the finished stages and the cells' curves."""
     seeds = sorted({k[1] for k in results})
     lines = [
         "# Budget study: RL vs random search at growing numbers of prompt evaluations",
         "",
-        "Generated by `python -m experiments.budget` from `budget.csv`. Target and policy backbone:",
-        "smollm2-135m. Test accuracy of the best-on-dev prompt once each budget of distinct prompt",
-        f"evaluations on train was reached, mean (std) over the 16-shot split seeds {', '.join(map(str, seeds))}",
+        "Generated by `python -m experiments.budget` from `budget.csv` and `budget_curves.csv`. Target and",
+        "policy backbone: smollm2-135m. Test accuracy of the best-on-dev prompt once each budget of distinct",
+        f"prompt evaluations on train was reached, mean (std) over the 16-shot split seeds {', '.join(map(str, seeds))}",
         "(n = seeds with that stage finished). One run per method and seed; each budget resumes the",
         "run of the previous one. `sst-2/instruction` searches 0-5-token prompts inside",
         "`Review: {sentence} {prompt}\\nSentiment:` (the instruction alone is in the search space and is",
-        "scored first); the others search 5-token prompts in the paper's template.",
+        "scored first); the others search 5-token prompts in the paper's template. A stage ends at its",
+        f"budget or after {STEP_CAP} x budget / 16 batches, whichever comes first.",
         "",
+        "## Test accuracy",
+        "",
+        *_table(results, lambda rows: f"{_mean_std([r.test_accuracy for r in rows])} n={len(rows)}", INSTRUCTION_ALONE),
+        "",
+        "## Dev accuracy of the same prompts (what selection saw)",
+        "",
+        *_table(results, lambda rows: _mean_std([r.dev_accuracy for r in rows])),
+        "",
+        "## Dev minus test: how much selection on 32 dev sentences overfits",
+        "",
+        *_table(results, lambda rows: _mean_std([r.dev_accuracy - r.test_accuracy for r in rows])),
+        "",
+        "## Distinct prompts scored when the stage ended (seeds that reached the budget)",
+        "",
+        "A method that stops sampling new prompts ends a stage at the step cap below its budget.",
+        "",
+        *_table(results, lambda rows: f"{statistics.mean(r.evaluations for r in rows):,.0f} ({sum(r.evaluations >= r.budget for r in rows)}/{len(rows)})"),
     ]
-    header = "| setting | method | " + " | ".join(f"{b:,}" for b in budgets) + " |"
-    lines += ["## Test accuracy", "", header, "|---|---|" + "---|" * len(budgets)]
-    for setting in settings:
-        for method in METHODS:
-            cells = []
-            for budget in budgets:
-                rows = [results[k] for k in results if k[0] == setting and k[2] == method and k[3] == budget]
-                cells.append(f"{_mean_std([r.test_accuracy for r in rows])} n={len(rows)}" if rows else "–")
-            if any(c != "–" for c in cells):
-                lines.append(f"| {setting} | {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
-        if setting in INSTRUCTION_ALONE:
-            lines.append(f"| {setting} | the instruction alone | " + " | ".join(f"{100 * INSTRUCTION_ALONE[setting]:.1f}" for _ in budgets) + " |")
-    lines += ["", "## Dev accuracy of the same prompts (what selection saw)", "", header, "|---|---|" + "---|" * len(budgets)]
-    for setting in settings:
-        for method in METHODS:
-            cells = []
-            for budget in budgets:
-                rows = [results[k] for k in results if k[0] == setting and k[2] == method and k[3] == budget]
-                cells.append(_mean_std([r.dev_accuracy for r in rows]))
-            if any(c != "–" for c in cells):
-                lines.append(f"| {setting} | {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
-    plot = out / "budget.png"
-    if plot.exists():
-        lines += ["", f"![test accuracy vs prompt evaluations]({plot.name})"]
+    if (out / "budget.png").exists():
+        lines += ["", "![test accuracy, new prompts and policy entropy against the budget](budget.png)"]
+    entropy = _entropy_lines(curves)
+    if entropy:
+        lines += ["", "## Policy entropy (nats per token), mean over seeds", "", *entropy]
     lines += ["", "## Every stage", "", "| cell | budget | prompt | evaluations | steps | greedy | dev | test | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(results):
         row = results[key]
@@ -274,45 +403,81 @@ def report(results: dict[tuple, StageResult], out: Path) -> Path:
             f"{'yes' if row.greedy else 'no'} | {100 * row.dev_accuracy:.1f} | {100 * row.test_accuracy:.1f} | {row.seconds:.0f} |"
         )
     total = sum(row.seconds for row in results.values())
-    lines += ["", f"Total wall time of the stages: {total / 60:.0f} min.", ""]
+    lines += ["", f"Total wall time of the stages: {total / 60:.0f} min ({total / 3600:.1f} h).", ""]
     path = out / "budget.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
 
-def plot(results: dict[tuple, StageResult], out: Path) -> Path | None:
-    """``budget.png``: test accuracy against evaluations (log axis), mean over seeds and the
-    min-max band, one panel per setting."""
+ENTROPY_BATCHES = (2, 5, 10, 20, 40, 80, 160, 320)
+"""Batches at which the entropy table reads each policy's curve."""
+
+
+def _entropy_lines(curves: dict[tuple, list[dict]]) -> list[str]:
+    """A setting x method table of the policy entropy at :data:`ENTROPY_BATCHES` (RL methods
+    only): each run's latest logged value up to that batch, for runs that got there."""
+    at: dict[tuple[str, str, int], list[float]] = {}
+    for (setting, _, method), rows in curves.items():
+        logged = [(row["batch"], row["entropy"]) for row in rows if row["entropy"] is not None]
+        for milestone in ENTROPY_BATCHES:
+            before = [value for batch, value in logged if batch <= milestone]
+            if before and rows[-1]["batch"] >= milestone:
+                at.setdefault((setting, method, milestone), []).append(before[-1])
+    if not at:
+        return []
+    batches = [b for b in ENTROPY_BATCHES if any(key[2] == b for key in at)]
+    lines = ["| setting | method | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|---|" + "---|" * len(batches)]
+    for setting in _settings(curves):
+        for method in _methods(curves):
+            cells = [f"{statistics.mean(values):.2f} n={len(values)}" if (values := at.get((setting, method, b))) else "–" for b in batches]
+            if any(c != "–" for c in cells):
+                lines.append(f"| {setting} | {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out: Path) -> Path | None:
+    """``budget.png``, one column per setting. Top: test accuracy against evaluations (log axis),
+    mean over seeds and the min-max band. Middle: distinct prompts scored against prompts sampled,
+    one line per run (random search draws new prompts all the time; a policy that has stopped
+    exploring goes flat). Bottom: the RL policies' entropy per batch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    settings = [s for s in SETTINGS if any(k[0] == s for k in results)]
+    settings = _settings(results)
     if not settings:
         return None
-    figure, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 3.8), squeeze=False)
-    for axis, setting in zip(axes[0], settings):
-        for method, color in (("ppo", "tab:blue"), ("sql", "tab:green"), ("random", "tab:orange")):
+    figure, axes = plt.subplots(3, len(settings), figsize=(5 * len(settings), 11), squeeze=False)
+    for column, setting in enumerate(settings):
+        accuracy, exploration, entropy = axes[:, column]
+        for method in _methods(results):
+            color = COLORS.get(method)
             budgets = sorted({k[3] for k in results if k[0] == setting and k[2] == method})
-            if not budgets:
-                continue
-            by_budget = [np.array([100 * results[k].test_accuracy for k in results if k[0] == setting and k[2] == method and k[3] == b]) for b in budgets]
-            means = [values.mean() for values in by_budget]
-            axis.plot(budgets, means, "o-", color=color, label=f"{LABELS[method]} (n={len(by_budget[0])})")
-            axis.fill_between(budgets, [v.min() for v in by_budget], [v.max() for v in by_budget], color=color, alpha=0.15)
+            if budgets:
+                by_budget = [np.array([100 * r.test_accuracy for r in _stages(results, setting, method, b)]) for b in budgets]
+                accuracy.plot(budgets, [v.mean() for v in by_budget], "o-", color=color, label=f"{LABELS.get(method, method)} (n={len(by_budget[0])})")
+                accuracy.fill_between(budgets, [v.min() for v in by_budget], [v.max() for v in by_budget], color=color, alpha=0.15)
+            runs = [curves[k] for k in sorted(curves) if k[0] == setting and k[2] == method]
+            for i, rows in enumerate(runs):
+                label = LABELS.get(method, method) if i == 0 else None
+                exploration.plot([r["prompts_sampled"] for r in rows], [r["evaluations"] for r in rows], color=color, alpha=0.7, label=label)
+                points = [(r["batch"], r["entropy"]) for r in rows if r["entropy"] is not None]
+                if points:
+                    entropy.plot(*zip(*points), color=color, alpha=0.7, label=label)
         if setting in INSTRUCTION_ALONE:
-            axis.axhline(100 * INSTRUCTION_ALONE[setting], color="gray", linestyle="--", label="the instruction alone")
-        axis.set_xscale("log")
-        axis.set_title(setting)
-        axis.set_xlabel("prompt evaluations on train (log)")
-        axis.set_ylabel("test accuracy of the best-on-dev prompt (%)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="lower right")
+            accuracy.axhline(100 * INSTRUCTION_ALONE[setting], color="gray", linestyle="--", label="the instruction alone")
+        accuracy.set(xscale="log", title=setting, xlabel="prompt evaluations on train (log)", ylabel="test accuracy of the best-on-dev prompt (%)")
+        exploration.set(xlabel="prompts sampled", ylabel="distinct prompts scored (evaluations)")
+        entropy.set(xlabel="batch (16 prompts)", ylabel="policy entropy (nats per token)")
+        for axis in (accuracy, exploration, entropy):
+            axis.grid(alpha=0.3)
+            if axis.get_legend_handles_labels()[0]:
+                axis.legend(fontsize=7, loc="best")
     figure.tight_layout()
     path = out / "budget.png"
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
 
@@ -321,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.budget", description=__doc__.split("\n\n")[0])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help=f"task/template pairs (default: {' '.join(SETTINGS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS), help=f"default: {' '.join(DEFAULT_METHODS)}")
     parser.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS), help="distinct prompt evaluations (default: 320 1280 5120)")
     parser.add_argument("--target", default="smollm2-135m")
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data/16-shot"))
@@ -336,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"setting '{setting}' is not TASK/TEMPLATE with TASK in {', '.join(TASKS)} and TEMPLATE paper or instruction")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("rlprompt").setLevel(logging.INFO)
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it logs every event file it reads
     study = BudgetStudy(args.data_root, args.work_dir, args.results, args.target)
     args.results.mkdir(parents=True, exist_ok=True)
     if not args.report_only:

@@ -17,18 +17,28 @@ import json
 from pathlib import Path
 
 
-def batch_reward_means(run: Path) -> list[float]:
-    """``prompts/train_reward_mean`` per batch from the run's TensorBoard log; [] if it has none."""
+def scalar_series(run: Path, tag: str) -> list[float]:
+    """Every value of a TensorBoard scalar in the run's logs, in order: each session of a resumed
+    run writes its own folder (``PPO_1``, ``PPO_2``, ...), read in that order; [] if none has it."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    files = sorted((run / "tensorboard").rglob("events.out.tfevents.*"))
-    if not files:
-        return []
-    events = EventAccumulator(str(files[-1].parent))
-    events.Reload()
-    if "prompts/train_reward_mean" not in events.Tags().get("scalars", []):
-        return []
-    return [event.value for event in events.Scalars("prompts/train_reward_mean")]
+    def session(folder: Path) -> tuple[str, int]:
+        prefix, _, number = folder.name.rpartition("_")
+        return (prefix, int(number)) if number.isdigit() else (folder.name, 0)
+
+    folders = sorted({path.parent for path in (run / "tensorboard").rglob("events.out.tfevents.*")}, key=session)
+    values: list[float] = []
+    for folder in folders:
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        if tag in events.Tags().get("scalars", []):
+            values += [event.value for event in events.Scalars(tag)]
+    return values
+
+
+def batch_reward_means(run: Path) -> list[float]:
+    """``prompts/train_reward_mean`` per batch from the run's TensorBoard logs; [] if it has none."""
+    return scalar_series(run, "prompts/train_reward_mean")
 
 
 def plot(runs: list[Path], labels: list[str], out: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -18,28 +19,41 @@ def study(tmp_path, demo_split_root, tiny_llama_dir) -> budget.BudgetStudy:
 def test_stages_resume_one_run_per_cell_smallest_budget_first(study, tmp_path) -> None:
     settings, methods = ["sst-2/instruction"], ["ppo", "random"]
     study.results.mkdir(parents=True)
-    first = study.run(settings, [1], methods, [8])
-    assert [(r.setting, r.method, r.budget) for r in first] == [("sst-2/instruction", "ppo", 8), ("sst-2/instruction", "random", 8)]
+    # Budgets of 4-5 and 8-9 batches: stable-baselines3 logs PPO's entropy from the second batch on.
+    first = study.run(settings, [1], methods, [16])
+    assert [(r.setting, r.method, r.budget) for r in first] == [("sst-2/instruction", "ppo", 16), ("sst-2/instruction", "random", 16)]
     assert "| sst-2/instruction | random search |" in (study.results / "budget.md").read_text(), "the table is redrawn after every stage"
-    second = study.run(settings, [1], methods, [8, 16])
-    assert [(r.method, r.budget) for r in second] == [("ppo", 16), ("random", 16)], "finished stages are skipped"
+    second = study.run(settings, [1], methods, [16, 32])
+    assert [(r.method, r.budget) for r in second] == [("ppo", 32), ("random", 32)], "finished stages are skipped"
     results = study.finished()
     for setting in settings:
         for method in methods:
-            small, large = results[(setting, 1, method, 8)], results[(setting, 1, method, 16)]
-            assert 8 <= small.evaluations < 16 and small.evaluations < large.evaluations
+            small, large = results[(setting, 1, method, 16)], results[(setting, 1, method, 32)]
+            assert 16 <= small.evaluations < 32 and small.evaluations < large.evaluations
             assert large.steps > small.steps, "the larger budget resumed the same run"
     run = tmp_path / "work" / "sst-2-instruction-1-ppo"
     config = json.loads((run / "config.json").read_text())
-    assert config["min_length"] == 0 and config["max_evaluations"] == 16 and config["algo"] == "ppo"
+    assert config["min_length"] == 0 and config["max_evaluations"] == 32 and config["algo"] == "ppo"
     history = json.loads((run / "history.json").read_text())
     assert [row["batch"] for row in history] == list(range(1, len(history) + 1)), "one history across both stages"
     with study.csv_path.open() as handle:
         assert len(list(csv.DictReader(handle))) == 4
 
+    rows = list(csv.DictReader(study.csv_path.open()))
+    prompt_file = json.loads((run / "prompt.json").read_text())
+    assert {row["dtype"] for row in rows} == {prompt_file["dtype"]}, "each stage records the dtype its scores were computed in"
+
     markdown = study.write_report().read_text()
     assert (study.results / "budget.png").is_file() and "](budget.png)" in markdown
-    ppo_small = results[("sst-2/instruction", 1, "ppo", 8)].test_accuracy
+    curves = list(csv.DictReader((study.results / budget.CURVES_CSV).open()))
+    ppo_curve = [row for row in curves if row["method"] == "ppo"]
+    assert [int(row["batch"]) for row in ppo_curve] == [row["batch"] for row in history], "one curve row per batch of the run"
+    assert [int(row["evaluations"]) for row in ppo_curve] == [row["evaluations"] for row in history]
+    assert any(row["entropy"] for row in ppo_curve), "PPO's policy entropy comes from its TensorBoard log"
+    assert all(float(row["entropy"]) > 0 for row in ppo_curve if row["entropy"])
+    assert not any(row["entropy"] for row in curves if row["method"] == "random"), "random search has no policy"
+    assert "## Policy entropy (nats per token)" in markdown and "| sst-2/instruction | PPO | " in markdown.split("## Policy entropy")[1]
+    ppo_small = results[("sst-2/instruction", 1, "ppo", 16)].test_accuracy
     assert f"| sst-2/instruction | PPO | {100 * ppo_small:.1f} (0.0) n=1 |" in markdown
     assert "| sst-2/instruction | the instruction alone | 80.9 | 80.9 |" in markdown
 
@@ -48,3 +62,36 @@ def test_a_bad_setting_is_a_one_line_error(capsys) -> None:
     with pytest.raises(SystemExit):
         budget.main(["--settings", "sst-2/fancy", "--report-only"])
     assert "setting 'sst-2/fancy' is not TASK/TEMPLATE" in capsys.readouterr().err
+
+
+def test_curves_outlive_the_run_folders(study) -> None:
+    """Run folders stay on the machine that ran them; the committed curves CSV keeps each cell's
+    curve, so a report redrawn elsewhere still has it."""
+    study.results.mkdir(parents=True)
+    study.run(["sst-2/paper"], [1], ["random"], [8])
+    study.write_report()
+    before = (study.results / budget.CURVES_CSV).read_text()
+    shutil.rmtree(study.work_dir)
+    study.write_report()
+    assert (study.results / budget.CURVES_CSV).read_text() == before
+    assert before.count("\nsst-2/paper,1,random,") >= 2
+
+
+def test_method_settings_name_the_run_and_change_the_config(study) -> None:
+    config = study.config("sst-2/paper", 1, "ppo-ent", 320)
+    assert (config.algo, config.ent_coef, config.run_name) == ("ppo", 0.01, "sst-2-paper-1-ppo-ent")
+    assert config.max_evaluations == 320 and config.steps == 3 * 320 // 4 and config.min_length is None
+    assert study.config("sst-2/instruction", 1, "sql", 320).algo == "sql"
+
+
+def test_an_interrupted_stage_counts_its_earlier_sessions(tmp_path) -> None:
+    """The stage's seconds are the checkpoint's run seconds less those at the end of the previous
+    stage; a stage that had not started yet has none."""
+    history = [{"batch": b, "seconds": float(10 * b)} for b in range(1, 6)]
+    (tmp_path / "state.json").write_text(json.dumps({"seconds": 57.0, "selector": {"history": history}}))
+    previous = budget.StageResult("sst-2/paper", 1, "ppo", 8, 9, 32, 2, "a b", 0.5, 0.5, 0.5, False, 1.0, "fp32")
+    key = ("sst-2/paper", 1, "ppo", 16)
+    assert budget._stage_seconds_so_far(tmp_path, key, {previous.key: previous}) == 57.0 - 20.0
+    assert budget._stage_seconds_so_far(tmp_path, ("sst-2/paper", 1, "ppo", 8), {}) == 57.0
+    stopped_at_the_previous_stage = {**previous.__dict__, "steps": 5}
+    assert budget._stage_seconds_so_far(tmp_path, key, {previous.key: budget.StageResult(**stopped_at_the_previous_stage)}) == 0.0
