@@ -28,10 +28,10 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import io
 import json
 import logging
 import math
-import os
 import statistics
 import sys
 import time
@@ -42,6 +42,7 @@ from typing import Any, Callable
 from experiments.fewshot import RESULTS, TASKS, TEST_STRIDE, Experiment, _mean_std
 from experiments.plot_tuning import scalar_series
 from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, run_cells
+from rlprompt.artifact import write_atomic
 from rlprompt.config import TrainConfig
 from rlprompt.train import STATE_FILE, run_dir, train
 
@@ -215,14 +216,12 @@ class BudgetStudy:
             fresh = run_curve(self.work_dir / cell_name(setting, seed, method))
             if fresh:
                 curves[(setting, seed, method)] = [{"setting": setting, "seed": seed, "method": method, **row} for row in fresh]
-        rows = [row for key in sorted(curves) for row in curves[key]]
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(row for key in sorted(curves) for row in curves[key])
         # Atomic: two study processes (one per setting) may redraw the report at the same moment.
-        temporary = path.with_suffix(".tmp")
-        with temporary.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temporary, path)
+        write_atomic(path, text.getvalue())
         return {key: [_parse_curve_row(row) for row in rows] for key, rows in curves.items()}
 
     def spec(self) -> dict:
@@ -405,7 +404,7 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], o
     total = sum(row.seconds for row in results.values())
     lines += ["", f"Total wall time of the stages: {total / 60:.0f} min ({total / 3600:.1f} h).", ""]
     path = out / "budget.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_atomic(path, "\n".join(lines))
     return path
 
 
@@ -476,9 +475,10 @@ def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out
             if axis.get_legend_handles_labels()[0]:
                 axis.legend(fontsize=7, loc="best")
     figure.tight_layout()
-    path = out / "budget.png"
-    figure.savefig(path, dpi=110)
+    path, image = out / "budget.png", io.BytesIO()
+    figure.savefig(image, format="png", dpi=110)
     plt.close(figure)
+    write_atomic(path, image.getvalue())
     return path
 
 
