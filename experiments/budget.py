@@ -71,43 +71,59 @@ INSTRUCTION_ALONE = {"sst-2/instruction": 0.809}
 
 
 CURVES_CSV = "budget_curves.csv"
-CURVE_FIELDS = ["setting", "seed", "method", "batch", "prompts_sampled", "evaluations", "best_dev_accuracy", "entropy"]
+CURVE_FIELDS = [
+    "setting", "seed", "method", "batch", "prompts_sampled", "evaluations", "best_dev_accuracy",
+    "best_train_reward", "new_prompt_reward", "entropy",
+]
 """One row per batch of a cell's run. ``evaluations`` against ``prompts_sampled`` is how much of
-what the method samples is new (a policy that only repeats itself spends no budget);
-``entropy`` is the policy's mean per-token entropy in nats as its update after that batch logged
-it (empty for random search; stable-baselines3 logs a PPO update at the next batch, so a resumed
-stage's first batch has none)."""
+what the method samples is new (a policy that only repeats itself spends no budget).
+``best_train_reward`` is the highest training reward of any prompt scored so far (what the search
+optimises, before selection on dev); ``new_prompt_reward`` the mean training reward of the prompts
+first scored in that batch (empty if none was new). ``entropy`` is the policy's mean per-token
+entropy in nats as its updates logged it, the series aligned to the last batches
+(stable-baselines3 logs a PPO update with the next batch, so the first batch of each session has
+none; empty for random search)."""
 ENTROPY_TAGS = {"train/entropy_loss": -1.0, "sql/entropy": 1.0}
 """TensorBoard tags of the policy entropy and their sign (stable-baselines3 logs minus the entropy)."""
 
 
 def run_curve(run: Path) -> list[dict]:
-    """A run folder's batches from ``history.json`` with the policy entropy of its TensorBoard
-    logs; [] if the folder has no history."""
+    """A run folder's batches: ``history.json``, the training rewards of its reward cache (in the
+    order the prompts were first scored) and the policy entropy of its TensorBoard logs; [] if
+    the folder has no history."""
     path = run / "history.json"
     if not path.is_file():
         return []
     history = json.loads(path.read_text(encoding="utf-8"))
+    scores = json.loads((run / STATE_FILE).read_text(encoding="utf-8"))["reward"]["scores"]
+    rewards = [float(score["reward"]) for score in scores.values()]
     entropy: list[float] = []
     for tag, sign in ENTROPY_TAGS.items():
         entropy = entropy or [sign * value for value in scalar_series(run, tag)]
-    # stable-baselines3 dumps an update's values with the next batch: the first batch of each
-    # session has none, so the series is aligned to the last batches.
     offset = len(history) - len(entropy)
-    return [
-        {
+    rows, scored = [], 0
+    for i, row in enumerate(history):
+        new = rewards[scored : row["evaluations"]]
+        scored = max(scored, row["evaluations"])
+        rows.append({
             "batch": row["batch"], "prompts_sampled": row["prompts_sampled"], "evaluations": row["evaluations"],
             "best_dev_accuracy": row["best_dev_accuracy"],
+            "best_train_reward": round(max(rewards[:scored]), 4) if scored else "",
+            "new_prompt_reward": round(statistics.mean(new), 4) if new else "",
             "entropy": round(entropy[i - offset], 4) if 0 <= i - offset < len(entropy) else "",
-        }
-        for i, row in enumerate(history)
-    ]
+        })
+    return rows
 
 
 def _parse_curve_row(row: dict) -> dict:
+    def number(name: str) -> float | None:
+        value = row.get(name, "")  # columns added later are absent from older CSVs
+        return float(value) if value != "" else None
+
     return {
         "batch": int(row["batch"]), "prompts_sampled": int(row["prompts_sampled"]), "evaluations": int(row["evaluations"]),
-        "best_dev_accuracy": float(row["best_dev_accuracy"]), "entropy": float(row["entropy"]) if row["entropy"] != "" else None,
+        "best_dev_accuracy": float(row["best_dev_accuracy"]), "best_train_reward": number("best_train_reward"),
+        "new_prompt_reward": number("new_prompt_reward"), "entropy": number("entropy"),
     }
 
 
@@ -217,7 +233,7 @@ class BudgetStudy:
             if fresh:
                 curves[(setting, seed, method)] = [{"setting": setting, "seed": seed, "method": method, **row} for row in fresh]
         text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, fieldnames=CURVE_FIELDS)
+        writer = csv.DictWriter(text, fieldnames=CURVE_FIELDS, restval="")
         writer.writeheader()
         writer.writerows(row for key in sorted(curves) for row in curves[key])
         # Atomic: two study processes (one per setting) may redraw the report at the same moment.
@@ -383,6 +399,12 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], o
         "",
         *_table(results, lambda rows: _mean_std([r.dev_accuracy - r.test_accuracy for r in rows])),
         "",
+        "## Best training reward found (what the search optimises, before selection on dev)",
+        "",
+        "The highest gap reward on the 16-shot train split of any prompt scored by the end of the stage.",
+        "",
+        *_table(results, lambda rows: _mean_std([v for row in rows if (v := _at_stage_end(curves, row, "best_train_reward")) is not None], scale=1.0)),
+        "",
         "## Distinct prompts scored when the stage ended (seeds that reached the budget)",
         "",
         "A method that stops sampling new prompts ends a stage at the step cap below its budget.",
@@ -390,7 +412,7 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], o
         *_table(results, lambda rows: f"{statistics.mean(r.evaluations for r in rows):,.0f} ({sum(r.evaluations >= r.budget for r in rows)}/{len(rows)})"),
     ]
     if (out / "budget.png").exists():
-        lines += ["", "![test accuracy, new prompts and policy entropy against the budget](budget.png)"]
+        lines += ["", "![test accuracy, best training reward, new prompts and policy entropy against the budget](budget.png)"]
     entropy = _entropy_lines(curves)
     if entropy:
         lines += ["", "## Policy entropy (nats per token), mean over seeds", "", *entropy]
@@ -406,6 +428,12 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], o
     path = out / "budget.md"
     write_atomic(path, "\n".join(lines))
     return path
+
+
+def _at_stage_end(curves: dict[tuple, list[dict]], stage: StageResult, column: str) -> float | None:
+    """A curve's ``column`` at the last batch of ``stage`` (None without a curve or a value)."""
+    rows = [row for row in curves.get(stage.key[:3], []) if row["batch"] <= stage.steps]
+    return rows[-1][column] if rows else None
 
 
 ENTROPY_BATCHES = (2, 5, 10, 20, 40, 80, 160, 320)
@@ -435,10 +463,11 @@ def _entropy_lines(curves: dict[tuple, list[dict]]) -> list[str]:
 
 
 def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out: Path) -> Path | None:
-    """``budget.png``, one column per setting. Top: test accuracy against evaluations (log axis),
-    mean over seeds and the min-max band. Middle: distinct prompts scored against prompts sampled,
-    one line per run (random search draws new prompts all the time; a policy that has stopped
-    exploring goes flat). Bottom: the RL policies' entropy per batch."""
+    """``budget.png``, one column per setting. Rows: test accuracy against evaluations (log axis),
+    mean over seeds and the min-max band; the best training reward found against evaluations, one
+    line per run (what the search optimises); distinct prompts scored against prompts sampled
+    (random search draws new prompts all the time; a policy that has stopped exploring goes flat);
+    the RL policies' entropy per batch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -448,9 +477,9 @@ def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out
     settings = _settings(results)
     if not settings:
         return None
-    figure, axes = plt.subplots(3, len(settings), figsize=(5 * len(settings), 11), squeeze=False)
+    figure, axes = plt.subplots(4, len(settings), figsize=(5 * len(settings), 14.5), squeeze=False)
     for column, setting in enumerate(settings):
-        accuracy, exploration, entropy = axes[:, column]
+        accuracy, objective, exploration, entropy = axes[:, column]
         for method in _methods(results):
             color = COLORS.get(method)
             budgets = sorted({k[3] for k in results if k[0] == setting and k[2] == method})
@@ -461,6 +490,9 @@ def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out
             runs = [curves[k] for k in sorted(curves) if k[0] == setting and k[2] == method]
             for i, rows in enumerate(runs):
                 label = LABELS.get(method, method) if i == 0 else None
+                best = [(r["evaluations"], r["best_train_reward"]) for r in rows if r["best_train_reward"] is not None]
+                if best:
+                    objective.step(*zip(*best), where="post", color=color, alpha=0.7, label=label)
                 exploration.plot([r["prompts_sampled"] for r in rows], [r["evaluations"] for r in rows], color=color, alpha=0.7, label=label)
                 points = [(r["batch"], r["entropy"]) for r in rows if r["entropy"] is not None]
                 if points:
@@ -468,9 +500,10 @@ def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out
         if setting in INSTRUCTION_ALONE:
             accuracy.axhline(100 * INSTRUCTION_ALONE[setting], color="gray", linestyle="--", label="the instruction alone")
         accuracy.set(xscale="log", title=setting, xlabel="prompt evaluations on train (log)", ylabel="test accuracy of the best-on-dev prompt (%)")
+        objective.set(xscale="log", xlabel="prompt evaluations on train (log)", ylabel="best training reward found (gap reward)")
         exploration.set(xlabel="prompts sampled", ylabel="distinct prompts scored (evaluations)")
         entropy.set(xlabel="batch (16 prompts)", ylabel="policy entropy (nats per token)")
-        for axis in (accuracy, exploration, entropy):
+        for axis in (accuracy, objective, exploration, entropy):
             axis.grid(alpha=0.3)
             if axis.get_legend_handles_labels()[0]:
                 axis.legend(fontsize=7, loc="best")

@@ -466,11 +466,12 @@ ROWS = [
 ]
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], scale: float = 100.0) -> str:
+    """``mean (std)`` of ``values`` x ``scale`` (default: fractions as percentages); – if none."""
     if not values:
         return "–"
-    mean = 100 * statistics.mean(values)
-    std = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
+    mean = scale * statistics.mean(values)
+    std = scale * statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{mean:.1f} ({std:.1f})"
 
 

@@ -52,6 +52,13 @@ def test_stages_resume_one_run_per_cell_smallest_budget_first(study, tmp_path) -
     assert any(row["entropy"] for row in ppo_curve), "PPO's policy entropy comes from its TensorBoard log"
     assert all(float(row["entropy"]) > 0 for row in ppo_curve if row["entropy"])
     assert not any(row["entropy"] for row in curves if row["method"] == "random"), "random search has no policy"
+    state = json.loads((run / "state.json").read_text())
+    rewards = [score["reward"] for score in state["reward"]["scores"].values()]
+    best = [float(row["best_train_reward"]) for row in ppo_curve]
+    assert best == sorted(best) and best[-1] == pytest.approx(max(rewards), abs=1e-4), "the best training reward so far"
+    first = int(ppo_curve[0]["evaluations"])
+    assert float(ppo_curve[0]["new_prompt_reward"]) == pytest.approx(sum(rewards[:first]) / first, abs=1e-4)
+    assert "## Best training reward found" in markdown
     assert "## Policy entropy (nats per token)" in markdown and "| sst-2/instruction | PPO | " in markdown.split("## Policy entropy")[1]
     ppo_small = results[("sst-2/instruction", 1, "ppo", 16)].test_accuracy
     assert f"| sst-2/instruction | PPO | {100 * ppo_small:.1f} (0.0) n=1 |" in markdown
@@ -95,3 +102,12 @@ def test_an_interrupted_stage_counts_its_earlier_sessions(tmp_path) -> None:
     assert budget._stage_seconds_so_far(tmp_path, ("sst-2/paper", 1, "ppo", 8), {}) == 57.0
     stopped_at_the_previous_stage = {**previous.__dict__, "steps": 5}
     assert budget._stage_seconds_so_far(tmp_path, key, {previous.key: budget.StageResult(**stopped_at_the_previous_stage)}) == 0.0
+
+
+def test_a_curves_csv_without_the_later_columns_still_reads() -> None:
+    row = {"batch": "3", "prompts_sampled": "48", "evaluations": "40", "best_dev_accuracy": "0.5", "entropy": ""}
+    parsed = budget._parse_curve_row(row)
+    assert parsed == {
+        "batch": 3, "prompts_sampled": 48, "evaluations": 40, "best_dev_accuracy": 0.5,
+        "best_train_reward": None, "new_prompt_reward": None, "entropy": None,
+    }
