@@ -473,6 +473,7 @@ def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import NullFormatter
 
     settings = _settings(results)
     if not settings:
@@ -503,6 +504,8 @@ def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out
         objective.set(xscale="log", xlabel="prompt evaluations on train (log)", ylabel="best training reward found (gap reward)")
         exploration.set(xlabel="prompts sampled", ylabel="distinct prompts scored (evaluations)")
         entropy.set(xlabel="batch (16 prompts)", ylabel="policy entropy (nats per token)")
+        for axis in (accuracy, objective):
+            axis.xaxis.set_minor_formatter(NullFormatter())  # a short log range labels its minor ticks on top of each other
         for axis in (accuracy, objective, exploration, entropy):
             axis.grid(alpha=0.3)
             if axis.get_legend_handles_labels()[0]:
