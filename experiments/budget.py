@@ -5,6 +5,7 @@ Run from the repository root (needs the 16-shot splits at ``../shared/data/16-sh
     python -m experiments.budget                       # every cell, smallest budget first; resumes
     python -m experiments.budget --budgets 320 1280    # stop at 1,280 for now
     python -m experiments.budget --report-only         # redraw the table and plot from the CSV
+    python -m experiments.budget --check-selection     # test accuracy of each stage's top-train-reward prompt
 
 A *cell* is (setting, split seed, method); a setting is a task in a template:
 
@@ -71,6 +72,7 @@ INSTRUCTION_ALONE = {"sst-2/instruction": 0.809}
 
 
 CURVES_CSV = "budget_curves.csv"
+SELECTION_CSV = "budget_selection.csv"
 CURVE_FIELDS = [
     "setting", "seed", "method", "batch", "prompts_sampled", "evaluations", "best_dev_accuracy",
     "best_train_reward", "new_prompt_reward", "entropy",
@@ -156,6 +158,35 @@ class StageResult:
         return (self.setting, self.seed, self.method, self.budget)
 
 
+@dataclass
+class SelectionCheck:
+    """One row of ``budget_selection.csv``: the prompt a stage would have returned had it picked on
+    training reward alone (not on dev), and that prompt's test accuracy."""
+
+    setting: str
+    seed: int
+    method: str
+    budget: int
+    prompt: str
+    train_reward: float
+    test_accuracy: float
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        return (self.setting, self.seed, self.method, self.budget)
+
+
+def top_train_prompt(run: Path, evaluations: int) -> tuple[str, float] | None:
+    """The highest-training-reward prompt among the first ``evaluations`` a run scored (its reward
+    cache keeps them in that order), and its reward; None without a checkpoint."""
+    path = run / STATE_FILE
+    if not path.is_file():
+        return None
+    scores = list(json.loads(path.read_text(encoding="utf-8"))["reward"]["scores"].items())[:evaluations]
+    prompt, score = max(scores, key=lambda item: item[1]["reward"])
+    return prompt, float(score["reward"])
+
+
 class BudgetStudy:
     """The cells, their staged runs and the CSV.
 
@@ -179,6 +210,43 @@ class BudgetStudy:
         with self.csv_path.open(newline="") as handle:
             rows = [_parse(row) for row in csv.DictReader(handle)]
         return {row.key: row for row in rows}
+
+    def selection_checks(self) -> dict[tuple, SelectionCheck]:
+        path = self.results / SELECTION_CSV
+        if not path.exists():
+            return {}
+        with path.open(newline="") as handle:
+            rows = [
+                SelectionCheck(r["setting"], int(r["seed"]), r["method"], int(r["budget"]), r["prompt"], float(r["train_reward"]), float(r["test_accuracy"]))
+                for r in csv.DictReader(handle)
+            ]
+        return {row.key: row for row in rows}
+
+    def check_selection(self) -> list[SelectionCheck]:
+        """For every finished stage whose run folder is on this machine and that has no row in
+        ``budget_selection.csv`` yet: score its highest-training-reward prompt on test and append
+        the row. Tells whether a better search objective value is a better prompt, apart from the
+        32 dev sentences that pick the study's prompts."""
+        done, out = self.selection_checks(), []
+        path = self.results / SELECTION_CSV
+        for key, stage in sorted(self.finished().items()):
+            setting, seed, method, budget = key
+            top = top_train_prompt(self.work_dir / cell_name(setting, seed, method), stage.evaluations)
+            if key in done or top is None:
+                continue
+            prompt, reward = top
+            task_name, template = setting.split("/")
+            task = self.harness.task(task_name, seed, template)
+            test = sorted(task.test[:: TEST_STRIDE.get(task_name, 1)], key=lambda example: len(example.text))
+            row = SelectionCheck(setting, seed, method, budget, prompt, round(reward, 4), self.harness.test_accuracy(self.target, task, test, prompt))
+            with path.open("a", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(SelectionCheck)])
+                if handle.tell() == 0:
+                    writer.writeheader()
+                writer.writerow(asdict(row))
+            logger.info("%s/%d/%s at %d: top train reward %r (%.1f) test %.1f%%", setting, seed, method, budget, prompt, reward, 100 * row.test_accuracy)
+            out.append(row)
+        return out
 
     def run(
         self, settings: list[str], seeds: list[int], methods: list[str], budgets: list[int],
@@ -216,7 +284,7 @@ class BudgetStudy:
         results = self.finished()
         curves = self.collect_curves(results)
         plot(results, curves, self.results)
-        return report(results, curves, self.results)
+        return report(results, curves, self.selection_checks(), self.results)
 
     def collect_curves(self, results: dict[tuple, StageResult]) -> dict[tuple, list[dict]]:
         """Every finished cell's search curve, one row per batch (:data:`CURVE_FIELDS`): read
@@ -372,8 +440,8 @@ def _table(results: dict[tuple, StageResult], cell: Callable[[list[StageResult]]
     return lines
 
 
-def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out: Path) -> Path:
-    """``budget.md`` from the finished stages and the cells' curves."""
+def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], checks: dict[tuple, SelectionCheck], out: Path) -> Path:
+    """``budget.md`` from the finished stages, the cells' curves and the selection checks."""
     seeds = sorted({k[1] for k in results})
     lines = [
         "# Budget study: RL vs random search at growing numbers of prompt evaluations",
@@ -405,6 +473,7 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], o
         "",
         *_table(results, lambda rows: _mean_std([v for row in rows if (v := _at_stage_end(curves, row, "best_train_reward")) is not None], scale=1.0)),
         "",
+        *_selection_lines(results, checks),
         "## Distinct prompts scored when the stage ended (seeds that reached the budget)",
         "",
         "A method that stops sampling new prompts ends a stage at the step cap below its budget.",
@@ -428,6 +497,27 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], o
     path = out / "budget.md"
     write_atomic(path, "\n".join(lines))
     return path
+
+
+def _selection_lines(results: dict[tuple, StageResult], checks: dict[tuple, SelectionCheck]) -> list[str]:
+    """The selection-check table (``--check-selection``): test accuracy of each stage's
+    highest-training-reward prompt, and its difference to the best-on-dev prompt's."""
+    checked = {key: stage for key, stage in results.items() if key in checks}
+    if not checked:
+        return []
+    return [
+        "## Selection on training reward instead of dev (`--check-selection`)",
+        "",
+        "Test accuracy of the highest-training-reward prompt of each stage, and in brackets its mean",
+        "difference to the best-on-dev prompt's test accuracy (positive: the training reward alone",
+        "would have picked better).",
+        "",
+        *_table(checked, lambda rows: (
+            f"{_mean_std([checks[r.key].test_accuracy for r in rows])} "
+            f"[{100 * statistics.mean(checks[r.key].test_accuracy - r.test_accuracy for r in rows):+.1f}] n={len(rows)}"
+        )),
+        "",
+    ]
 
 
 def _at_stage_end(curves: dict[tuple, list[dict]], stage: StageResult, column: str) -> float | None:
@@ -528,7 +618,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data/16-shot"))
     parser.add_argument("--work-dir", type=Path, default=Path("runs/budget"))
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="redraw the table and plot from the CSVs (no model)")
+    parser.add_argument(
+        "--check-selection", action="store_true",
+        help="score on test each finished stage's highest-training-reward prompt (run folders needed), then redraw",
+    )
     add_ray_arguments(parser)
     args = parser.parse_args(argv)
     for setting in args.settings:
@@ -540,7 +634,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it logs every event file it reads
     study = BudgetStudy(args.data_root, args.work_dir, args.results, args.target)
     args.results.mkdir(parents=True, exist_ok=True)
-    if not args.report_only:
+    if args.check_selection:
+        study.check_selection()
+    elif not args.report_only:
         resources = Resources(args.cpus_per_cell, args.gpus_per_cell)
         study.run(args.settings, args.seeds, args.methods, args.budgets, ray_address=args.ray, resources=resources)
     print(study.write_report())

@@ -111,3 +111,25 @@ def test_a_curves_csv_without_the_later_columns_still_reads() -> None:
         "batch": 3, "prompts_sampled": 48, "evaluations": 40, "best_dev_accuracy": 0.5,
         "best_train_reward": None, "new_prompt_reward": None, "entropy": None,
     }
+
+
+def test_the_selection_check_scores_the_top_training_reward_prompt(study) -> None:
+    """``--check-selection``: per finished stage, the prompt with the highest training reward among
+    the evaluations of that stage is scored on test, once, and the report compares it."""
+    study.results.mkdir(parents=True)
+    study.run(["sst-2/paper"], [1], ["random"], [8, 16])
+    checks = study.check_selection()
+    assert [(c.budget, c.method) for c in checks] == [(8, "random"), (16, "random")]
+    state = json.loads((study.work_dir / "sst-2-paper-1-random" / "state.json").read_text())
+    scores = list(state["reward"]["scores"].items())
+    for check in checks:
+        evaluations = study.finished()[check.key].evaluations
+        prompt, score = max(scores[:evaluations], key=lambda item: item[1]["reward"])
+        assert (check.prompt, check.train_reward) == (prompt, round(score["reward"], 4))
+        assert 0.0 <= check.test_accuracy <= 1.0
+    assert study.check_selection() == [], "a checked stage is not scored again"
+    assert set(study.selection_checks()) == {c.key for c in checks}
+    markdown = study.write_report().read_text()
+    assert "## Selection on training reward instead of dev" in markdown
+    gap = 100 * (checks[0].test_accuracy - study.finished()[checks[0].key].test_accuracy)
+    assert f"[{gap:+.1f}] n=1" in markdown
