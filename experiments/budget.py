@@ -222,17 +222,20 @@ class BudgetStudy:
             ]
         return {row.key: row for row in rows}
 
-    def check_selection(self) -> list[SelectionCheck]:
-        """For every finished stage whose run folder is on this machine and that has no row in
-        ``budget_selection.csv`` yet: score its highest-training-reward prompt on test and append
-        the row. Tells whether a better search objective value is a better prompt, apart from the
-        32 dev sentences that pick the study's prompts."""
+    def check_selection(self, settings: list[str] | None = None) -> list[SelectionCheck]:
+        """For every finished stage (of ``settings``; None: all) whose run folder is on this
+        machine and that has no row in ``budget_selection.csv`` yet: score its
+        highest-training-reward prompt on test and append the row. Tells whether a better search
+        objective value is a better prompt, apart from the 32 dev sentences that pick the study's
+        prompts."""
         done, out = self.selection_checks(), []
         path = self.results / SELECTION_CSV
         for key, stage in sorted(self.finished().items()):
             setting, seed, method, budget = key
+            if key in done or (settings is not None and setting not in settings):
+                continue
             top = top_train_prompt(self.work_dir / cell_name(setting, seed, method), stage.evaluations)
-            if key in done or top is None:
+            if top is None:
                 continue
             prompt, reward = top
             task_name, template = setting.split("/")
@@ -621,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="redraw the table and plot from the CSVs (no model)")
     parser.add_argument(
         "--check-selection", action="store_true",
-        help="score on test each finished stage's highest-training-reward prompt (run folders needed), then redraw",
+        help="score on test each finished stage's highest-training-reward prompt (of --settings; run folders needed), then redraw",
     )
     add_ray_arguments(parser)
     args = parser.parse_args(argv)
@@ -635,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     study = BudgetStudy(args.data_root, args.work_dir, args.results, args.target)
     args.results.mkdir(parents=True, exist_ok=True)
     if args.check_selection:
-        study.check_selection()
+        study.check_selection(args.settings)
     elif not args.report_only:
         resources = Resources(args.cpus_per_cell, args.gpus_per_cell)
         study.run(args.settings, args.seeds, args.methods, args.budgets, ray_address=args.ray, resources=resources)
