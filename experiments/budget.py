@@ -82,9 +82,9 @@ what the method samples is new (a policy that only repeats itself spends no budg
 ``best_train_reward`` is the highest training reward of any prompt scored so far (what the search
 optimises, before selection on dev); ``new_prompt_reward`` the mean training reward of the prompts
 first scored in that batch (empty if none was new). ``entropy`` is the policy's mean per-token
-entropy in nats as its updates logged it, the series aligned to the last batches
-(stable-baselines3 logs a PPO update with the next batch, so the first batch of each session has
-none; empty for random search)."""
+entropy in nats at its N-th logged update for batch N (each update follows one batch;
+stable-baselines3 logs a PPO update with the next batch and never a session's last one, so a
+resumed PPO run's values run up to a batch per session ahead; empty for random search)."""
 ENTROPY_TAGS = {"train/entropy_loss": -1.0, "sql/entropy": 1.0}
 """TensorBoard tags of the policy entropy and their sign (stable-baselines3 logs minus the entropy)."""
 
@@ -102,7 +102,6 @@ def run_curve(run: Path) -> list[dict]:
     entropy: list[float] = []
     for tag, sign in ENTROPY_TAGS.items():
         entropy = entropy or [sign * value for value in scalar_series(run, tag)]
-    offset = len(history) - len(entropy)
     rows, scored = [], 0
     for i, row in enumerate(history):
         new = rewards[scored : row["evaluations"]]
@@ -112,7 +111,8 @@ def run_curve(run: Path) -> list[dict]:
             "best_dev_accuracy": row["best_dev_accuracy"],
             "best_train_reward": round(max(rewards[:scored]), 4) if scored else "",
             "new_prompt_reward": round(statistics.mean(new), 4) if new else "",
-            "entropy": round(entropy[i - offset], 4) if 0 <= i - offset < len(entropy) else "",
+            # Updates past the history belong to a stage still running: never attributed here.
+            "entropy": round(entropy[i], 4) if i < len(entropy) else "",
         })
     return rows
 
