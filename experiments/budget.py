@@ -89,6 +89,13 @@ ENTROPY_TAGS = {"train/entropy_loss": -1.0, "sql/entropy": 1.0}
 """TensorBoard tags of the policy entropy and their sign (stable-baselines3 logs minus the entropy)."""
 
 
+def scored_prompts(run: Path) -> list[tuple[str, float]]:
+    """Every prompt a run's training reward has scored, with its reward, in the order they were
+    first scored (the reward cache of its checkpoint)."""
+    scores = json.loads((run / STATE_FILE).read_text(encoding="utf-8"))["reward"]["scores"]
+    return [(prompt, float(score["reward"])) for prompt, score in scores.items()]
+
+
 def run_curve(run: Path) -> list[dict]:
     """A run folder's batches: ``history.json``, the training rewards of its reward cache (in the
     order the prompts were first scored) and the policy entropy of its TensorBoard logs; [] if
@@ -97,8 +104,7 @@ def run_curve(run: Path) -> list[dict]:
     if not path.is_file():
         return []
     history = json.loads(path.read_text(encoding="utf-8"))
-    scores = json.loads((run / STATE_FILE).read_text(encoding="utf-8"))["reward"]["scores"]
-    rewards = [float(score["reward"]) for score in scores.values()]
+    rewards = [reward for _, reward in scored_prompts(run)]
     entropy: list[float] = []
     for tag, sign in ENTROPY_TAGS.items():
         entropy = entropy or [sign * value for value in scalar_series(run, tag)]
@@ -179,12 +185,9 @@ class SelectionCheck:
 def top_train_prompt(run: Path, evaluations: int) -> tuple[str, float] | None:
     """The highest-training-reward prompt among the first ``evaluations`` a run scored (its reward
     cache keeps them in that order), and its reward; None without a checkpoint."""
-    path = run / STATE_FILE
-    if not path.is_file():
+    if not (run / STATE_FILE).is_file():
         return None
-    scores = list(json.loads(path.read_text(encoding="utf-8"))["reward"]["scores"].items())[:evaluations]
-    prompt, score = max(scores, key=lambda item: item[1]["reward"])
-    return prompt, float(score["reward"])
+    return max(scored_prompts(run)[:evaluations], key=lambda item: item[1])
 
 
 class BudgetStudy:
@@ -208,7 +211,7 @@ class BudgetStudy:
         if not self.csv_path.exists():
             return {}
         with self.csv_path.open(newline="") as handle:
-            rows = [_parse(row) for row in csv.DictReader(handle)]
+            rows = [_parse(row, StageResult) for row in csv.DictReader(handle)]
         return {row.key: row for row in rows}
 
     def selection_checks(self) -> dict[tuple, SelectionCheck]:
@@ -216,10 +219,7 @@ class BudgetStudy:
         if not path.exists():
             return {}
         with path.open(newline="") as handle:
-            rows = [
-                SelectionCheck(r["setting"], int(r["seed"]), r["method"], int(r["budget"]), r["prompt"], float(r["train_reward"]), float(r["test_accuracy"]))
-                for r in csv.DictReader(handle)
-            ]
+            rows = [_parse(row, SelectionCheck) for row in csv.DictReader(handle)]
         return {row.key: row for row in rows}
 
     def check_selection(self, settings: list[str] | None = None) -> list[SelectionCheck]:
@@ -229,7 +229,6 @@ class BudgetStudy:
         objective value is a better prompt, apart from the 32 dev sentences that pick the study's
         prompts."""
         done, out = self.selection_checks(), []
-        path = self.results / SELECTION_CSV
         for key, stage in sorted(self.finished().items()):
             setting, seed, method, budget = key
             if key in done or (settings is not None and setting not in settings):
@@ -242,11 +241,7 @@ class BudgetStudy:
             task = self.harness.task(task_name, seed, template)
             test = sorted(task.test[:: TEST_STRIDE.get(task_name, 1)], key=lambda example: len(example.text))
             row = SelectionCheck(setting, seed, method, budget, prompt, round(reward, 4), self.harness.test_accuracy(self.target, task, test, prompt))
-            with path.open("a", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(SelectionCheck)])
-                if handle.tell() == 0:
-                    writer.writeheader()
-                writer.writerow(asdict(row))
+            _append_row(self.results / SELECTION_CSV, row)
             logger.info("%s/%d/%s at %d: top train reward %r (%.1f) test %.1f%%", setting, seed, method, budget, prompt, reward, 100 * row.test_accuracy)
             out.append(row)
         return out
@@ -268,11 +263,7 @@ class BudgetStudy:
             return [(setting, seed, method, previous[budget])] if budget in previous else []
 
         def record(key: tuple, result: StageResult) -> None:
-            with self.csv_path.open("a", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(StageResult)])
-                if handle.tell() == 0:
-                    writer.writeheader()
-                writer.writerow(asdict(result))
+            _append_row(self.csv_path, result)
             out.append(result)
             # The table and plot after every stage: a study stopped at any point has them up to date.
             self.write_report()
@@ -397,19 +388,22 @@ def _stage_in_worker(spec: dict, key: tuple, finished: dict) -> StageResult:
     return _WORKER_STUDIES[name].run_stage(key, finished)
 
 
-def _parse(row: dict[str, str]) -> StageResult:
-    values: dict[str, object] = {}
-    for item in fields(StageResult):
-        raw = row[item.name]
-        if item.name in ("seed", "budget", "evaluations", "prompts_sampled", "steps"):
-            values[item.name] = int(raw)
-        elif item.name in ("train_accuracy", "dev_accuracy", "test_accuracy", "seconds"):
-            values[item.name] = float(raw)
-        elif item.name == "greedy":
-            values[item.name] = raw == "True"
-        else:
-            values[item.name] = raw
-    return StageResult(**values)  # type: ignore[arg-type]
+_FROM_CSV = {"int": int, "float": float, "bool": lambda raw: raw == "True", "str": str}
+"""How a CSV cell becomes a row dataclass's field, by the field's annotation."""
+
+
+def _parse(row: dict[str, str], cls: type) -> Any:
+    """A ``cls`` row (:class:`StageResult`, :class:`SelectionCheck`) from its CSV row."""
+    return cls(**{item.name: _FROM_CSV[item.type](row[item.name]) for item in fields(cls)})
+
+
+def _append_row(path: Path, row: Any) -> None:
+    """Append one row dataclass to its CSV, with the header if the file is new."""
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(row)])
+        if handle.tell() == 0:
+            writer.writeheader()
+        writer.writerow(asdict(row))
 
 
 LABELS = {"ppo": "PPO", "sql": "soft Q-learning", "random": "random search", "ppo-ent": "PPO, entropy bonus 0.01"}
