@@ -447,10 +447,11 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], c
         "policy backbone: smollm2-135m. Test accuracy of the best-on-dev prompt once each budget of distinct",
         f"prompt evaluations on train was reached, mean (std) over the 16-shot split seeds {', '.join(map(str, seeds))}",
         "(n = seeds with that stage finished). One run per method and seed; each budget resumes the",
-        "run of the previous one. `sst-2/instruction` searches 0-5-token prompts inside",
-        "`Review: {sentence} {prompt}\\nSentiment:` (the instruction alone is in the search space and is",
-        "scored first); the others search 5-token prompts in the paper's template. A stage ends at its",
-        f"budget or after {STEP_CAP} x budget / 16 batches, whichever comes first.",
+        "run of the previous one (where its run folder was lost with a session's machine, the stage",
+        "started the run over and its seconds count from the start). `sst-2/instruction` searches",
+        "0-5-token prompts inside `Review: {sentence} {prompt}\\nSentiment:` (the instruction alone is in",
+        "the search space and is scored first); the others search 5-token prompts in the paper's",
+        f"template. A stage ends at its budget or after {STEP_CAP} x budget / 16 batches, whichever comes first.",
         "",
         "## Test accuracy",
         "",
@@ -470,6 +471,7 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], c
         "",
         *_table(results, lambda rows: _mean_std([v for row in rows if (v := _at_stage_end(curves, row, "best_train_reward")) is not None], scale=1.0)),
         "",
+        *_versus_random_lines(results),
         *_selection_lines(results, checks),
         "## Distinct prompts scored when the stage ended (seeds that reached the budget)",
         "",
@@ -494,6 +496,38 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], c
     path = out / "budget.md"
     write_atomic(path, "\n".join(lines))
     return path
+
+
+BASELINE = "random"
+"""The method every other one must beat (issue 13: does RL earn its cost over random search?)."""
+
+
+def _versus_random_lines(results: dict[tuple, StageResult]) -> list[str]:
+    """Each method's test accuracy minus random search's on the same split and budget (paired),
+    and whether the difference of the means exceeds both methods' seed std (issue 13's bar)."""
+    def cell(rows: list[StageResult]) -> str:
+        pairs = [(row, results[base]) for row in rows if (base := (row.setting, row.seed, BASELINE, row.budget)) in results]
+        if not pairs:
+            return "–"
+        ours, theirs = [row.test_accuracy for row, _ in pairs], [base.test_accuracy for _, base in pairs]
+        gap = statistics.mean(ours) - statistics.mean(theirs)
+        spread = max(statistics.stdev(ours), statistics.stdev(theirs)) if len(pairs) > 1 else float("inf")
+        verdict = "**beats**" if gap > spread else ("**worse**" if -gap > spread else "within std")
+        return f"{_mean_std([a - b for a, b in zip(ours, theirs)])} {verdict} n={len(pairs)}"
+
+    others = {key: row for key, row in results.items() if key[2] != BASELINE}
+    if not any((key[0], key[1], BASELINE, key[3]) in results for key in others):
+        return []
+    return [
+        "## Against random search, split by split",
+        "",
+        "Test accuracy minus random search's on the same split at the same budget, mean (std) over",
+        "the splits both finished. **beats** (or **worse**): the difference of the two means exceeds",
+        "the larger of the two methods' seed std; otherwise it is within std.",
+        "",
+        *_table(others, cell),
+        "",
+    ]
 
 
 def _selection_lines(results: dict[tuple, StageResult], checks: dict[tuple, SelectionCheck]) -> list[str]:

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions, write_json_atomic
+from rlprompt.artifact import Candidate, PromptFile, TaskSpec, file_name_safe, library_versions, write_json_atomic
 from rlprompt.builder import RunObjects, build
 from rlprompt.config import TrainConfig
 from rlprompt.devices import dtype_name
@@ -51,7 +51,7 @@ class TrainResult:
 def run_dir(config: TrainConfig) -> Path:
     # The task's own name: with --data alone that is the preset the path names, not "demo".
     task = task_name(config.task, config.data)
-    name = config.run_name or f"{task.replace(':', '_').replace('/', '_')}-{target_label(config.target_lm)}-seed{config.seed}"
+    name = config.run_name or f"{file_name_safe(task)}-{target_label(config.target_lm)}-seed{config.seed}"
     return Path(config.runs_dir) / name
 
 
@@ -89,6 +89,7 @@ class _Run:
         for candidate, value in zip(unmeasured, perplexity(backbone.model, backbone.tokenizer, [c.prompt for c in unmeasured])):
             candidate.perplexity = round(float(value), 3)
         task = objects.task
+        requests = self.server_requests  # a property that asks the scorer
         return PromptFile(
             prompt=best.prompt,
             token_ids=best.token_ids,
@@ -101,7 +102,7 @@ class _Run:
                 "prompts_sampled": self.selector.prompts_sampled,
                 "prompt_evaluations": objects.reward.evaluations,
                 "seconds": round(time.monotonic() - self.started, 1),
-                **({} if self.server_requests is None else {"server_requests": self.server_requests}),
+                **({} if requests is None else {"server_requests": requests}),
             },
             seed=self.config.seed,
             versions=library_versions(),

@@ -12,10 +12,10 @@ reaches it. This module imports nothing heavy, so settings are checked before to
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
+from rlprompt.artifact import file_name_safe
 from rlprompt.errors import RLPromptError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def target_label(spec: str) -> str:
     if backend == "local":
         return Path(spec).name
     model = rest.split("@", 1)[0].split("?", 1)[0]
-    return re.sub(r"[^\w.-]+", "_", f"{backend}_{model}" if model else backend)
+    return file_name_safe(f"{backend}_{model}" if model else backend)
 
 
 def server_requests(scorer: ClassScorer) -> int | None:

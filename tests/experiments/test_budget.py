@@ -133,3 +133,21 @@ def test_the_selection_check_scores_the_top_training_reward_prompt(study) -> Non
     assert "## Selection on training reward instead of dev" in markdown
     gap = 100 * (checks[0].test_accuracy - study.finished()[checks[0].key].test_accuracy)
     assert f"[{gap:+.1f}] n=1" in markdown
+
+
+def test_methods_are_compared_with_random_search_split_by_split() -> None:
+    def stage(seed: int, method: str, test: float) -> budget.StageResult:
+        return budget.StageResult("sst-2/paper", seed, method, 320, 320, 320, 20, "p", 0.5, 0.5, test, False, 1.0, "fp32")
+
+    rows = [stage(13, "random", 0.50), stage(21, "random", 0.60), stage(42, "random", 0.55),
+            stage(13, "ppo", 0.70), stage(21, "ppo", 0.72), stage(42, "ppo", 0.74),
+            stage(13, "sql", 0.52), stage(21, "sql", 0.58), stage(42, "sql", 0.56),
+            stage(13, "ppo-ent", 0.40)]
+    lines = budget._versus_random_lines({row.key: row for row in rows})
+    table = {line.split(" | ")[1]: line.split(" | ")[2].rstrip(" |") for line in lines if line.startswith("| sst-2/paper")}
+    # PPO: paired differences 20, 12, 19 points; the means differ by 17, more than either std (5.0, 2.0).
+    assert table["PPO"] == "17.0 (4.4) **beats** n=3"
+    assert table["soft Q-learning"] == "0.3 (2.1) within std n=3"
+    assert table["PPO, entropy bonus 0.01"] == "-10.0 (0.0) within std n=1", "one split has no std to beat"
+    assert not any("random search |" in line for line in lines), "random search is the baseline, not a row"
+    assert budget._versus_random_lines({row.key: row for row in rows if row.method != "random"}) == []

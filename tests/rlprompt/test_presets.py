@@ -137,6 +137,9 @@ def test_run_folder_is_named_after_the_task_a_data_path_names(tmp_path: Path) ->
     assert run_dir(TrainConfig(data=data, runs_dir="runs", target_lm="fake")) == Path("runs/yahoo-fake-seed0")
     assert run_dir(TrainConfig(task="mine", data=data, runs_dir="runs", target_lm="fake")) == Path("runs/mine-fake-seed0")
     assert run_dir(TrainConfig(runs_dir="runs", target_lm="fake")) == Path("runs/demo-fake-seed0")
+    # A hub task and a served model share one file-name rule: no ':', '/' or '?' in the folder name.
+    served = "openai:my/model@http://127.0.0.1:8000/v1?cache=off"
+    assert run_dir(TrainConfig(task="hf:glue:sst2", runs_dir="runs", target_lm=served)) == Path("runs/hf_glue_sst2-openai_my_model-seed0")
 
 
 def test_own_name_on_a_preset_path_keeps_its_name(tmp_path: Path) -> None:
