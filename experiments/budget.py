@@ -36,7 +36,7 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -176,10 +176,13 @@ class SelectionCheck:
     prompt: str
     train_reward: float
     test_accuracy: float
+    rule: str = "train-reward"
+    """The rule that picked the prompt, a key of :data:`SELECTION_RULES` (rows from before the
+    column existed are ``train-reward``)."""
 
     @property
-    def key(self) -> tuple[str, int, str, int]:
-        return (self.setting, self.seed, self.method, self.budget)
+    def key(self) -> tuple[str, int, str, int, str]:
+        return (self.setting, self.seed, self.method, self.budget, self.rule)
 
 
 def top_train_prompt(run: Path, evaluations: int) -> tuple[str, float] | None:
@@ -188,6 +191,30 @@ def top_train_prompt(run: Path, evaluations: int) -> tuple[str, float] | None:
     if not (run / STATE_FILE).is_file():
         return None
     return max(scored_prompts(run)[:evaluations], key=lambda item: item[1])
+
+
+def top_train_dev_prompt(run: Path, evaluations: int) -> tuple[str, float] | None:
+    """The run's candidate with the highest accuracy on train and dev together (64 sentences, not
+    dev's 32 alone), ties to the shorter prompt, so the instruction alone wins a tie; and its
+    training reward. None unless the run's prompt file is at ``evaluations``: it keeps the
+    candidates of its latest stage only."""
+    path = run / "prompt.json"
+    if not path.is_file():
+        return None
+    prompt_file = json.loads(path.read_text(encoding="utf-8"))
+    if prompt_file["budget"]["prompt_evaluations"] != evaluations:
+        return None
+    scored = [c for c in prompt_file["candidates"] if c["dev_accuracy"] is not None]
+    best = max(scored, key=lambda c: (c["train_accuracy"] + c["dev_accuracy"], -len(c["token_ids"]), c["train_reward"]))
+    return best["prompt"], best["train_reward"]
+
+
+SELECTION_RULES: dict[str, tuple[Callable[[Path, int], tuple[str, float] | None], str]] = {
+    "train-reward": (top_train_prompt, "the highest training reward among the stage's evaluations"),
+    "train+dev": (top_train_dev_prompt, "the highest accuracy on train and dev together among the final stage's candidates (ties: the shorter prompt)"),
+}
+"""``--check-selection``'s alternatives to the study's best-on-dev rule: name -> (picks a run's
+prompt at a number of evaluations, what it picks)."""
 
 
 class BudgetStudy:
@@ -215,6 +242,7 @@ class BudgetStudy:
         return {row.key: row for row in rows}
 
     def selection_checks(self) -> dict[tuple, SelectionCheck]:
+        """The rows of ``budget_selection.csv`` by (setting, seed, method, budget, rule)."""
         path = self.results / SELECTION_CSV
         if not path.exists():
             return {}
@@ -224,26 +252,27 @@ class BudgetStudy:
 
     def check_selection(self, settings: list[str] | None = None) -> list[SelectionCheck]:
         """For every finished stage (of ``settings``; None: all) whose run folder is on this
-        machine and that has no row in ``budget_selection.csv`` yet: score its
-        highest-training-reward prompt on test and append the row. Tells whether a better search
-        objective value is a better prompt, apart from the 32 dev sentences that pick the study's
-        prompts."""
+        machine, and every rule of :data:`SELECTION_RULES` without a row for it in
+        ``budget_selection.csv`` yet: score the prompt the rule picks on test and add the row.
+        Tells whether a better search objective value, or more sentences to select on, is a
+        better prompt than the one the 32 dev sentences pick."""
         done, out = self.selection_checks(), []
         for key, stage in sorted(self.finished().items()):
             setting, seed, method, budget = key
-            if key in done or (settings is not None and setting not in settings):
+            if settings is not None and setting not in settings:
                 continue
-            top = top_train_prompt(self.work_dir / cell_name(setting, seed, method), stage.evaluations)
-            if top is None:
-                continue
-            prompt, reward = top
-            task_name, template = setting.split("/")
-            task = self.harness.task(task_name, seed, template)
-            test = sorted(task.test[:: TEST_STRIDE.get(task_name, 1)], key=lambda example: len(example.text))
-            row = SelectionCheck(setting, seed, method, budget, prompt, round(reward, 4), self.harness.test_accuracy(self.target, task, test, prompt))
-            _append_row(self.results / SELECTION_CSV, row)
-            logger.info("%s/%d/%s at %d: top train reward %r (%.1f) test %.1f%%", setting, seed, method, budget, prompt, reward, 100 * row.test_accuracy)
-            out.append(row)
+            for rule, (pick, _) in SELECTION_RULES.items():
+                picked = None if (*key, rule) in done else pick(self.work_dir / cell_name(setting, seed, method), stage.evaluations)
+                if picked is None:
+                    continue
+                prompt, reward = picked
+                task_name, template = setting.split("/")
+                task = self.harness.task(task_name, seed, template)
+                test = sorted(task.test[:: TEST_STRIDE.get(task_name, 1)], key=lambda example: len(example.text))
+                row = SelectionCheck(setting, seed, method, budget, prompt, round(reward, 4), self.harness.test_accuracy(self.target, task, test, prompt), rule)
+                _append_row(self.results / SELECTION_CSV, row)
+                logger.info("%s/%d/%s at %d, %s: %r test %.1f%%", setting, seed, method, budget, rule, prompt, 100 * row.test_accuracy)
+                out.append(row)
         return out
 
     def run(
@@ -393,12 +422,28 @@ _FROM_CSV = {"int": int, "float": float, "bool": lambda raw: raw == "True", "str
 
 
 def _parse(row: dict[str, str], cls: type) -> Any:
-    """A ``cls`` row (:class:`StageResult`, :class:`SelectionCheck`) from its CSV row."""
-    return cls(**{item.name: _FROM_CSV[item.type](row[item.name]) for item in fields(cls)})
+    """A ``cls`` row (:class:`StageResult`, :class:`SelectionCheck`) from its CSV row; a column the
+    CSV lacks, or leaves empty, takes the field's default (a column added later)."""
+    def given(item: Any) -> bool:
+        return row.get(item.name) is not None and (row[item.name] != "" or item.default is MISSING)
+
+    return cls(**{item.name: _FROM_CSV[item.type](row[item.name]) for item in fields(cls) if given(item)})
 
 
 def _append_row(path: Path, row: Any) -> None:
-    """Append one row dataclass to its CSV, with the header if the file is new."""
+    """Append one row dataclass to its CSV, with the header if the file is new; a CSV from before
+    a column was added is rewritten with it first."""
+    names = [f.name for f in fields(row)]
+    if path.exists():
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+        if reader.fieldnames != names:
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, fieldnames=names, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+            write_atomic(path, text.getvalue())
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(row)])
         if handle.tell() == 0:
@@ -472,7 +517,7 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], c
         *_table(results, lambda rows: _mean_std([v for row in rows if (v := _at_stage_end(curves, row, "best_train_reward")) is not None], scale=1.0)),
         "",
         *_versus_random_lines(results),
-        *_selection_lines(results, checks),
+        *(line for rule in SELECTION_RULES for line in _selection_lines(results, checks, rule)),
         "## Distinct prompts scored when the stage ended (seeds that reached the budget)",
         "",
         "A method that stops sampling new prompts ends a stage at the step cap below its budget.",
@@ -530,22 +575,22 @@ def _versus_random_lines(results: dict[tuple, StageResult]) -> list[str]:
     ]
 
 
-def _selection_lines(results: dict[tuple, StageResult], checks: dict[tuple, SelectionCheck]) -> list[str]:
-    """The selection-check table (``--check-selection``): test accuracy of each stage's
-    highest-training-reward prompt, and its difference to the best-on-dev prompt's."""
-    checked = {key: stage for key, stage in results.items() if key in checks}
+def _selection_lines(results: dict[tuple, StageResult], checks: dict[tuple, SelectionCheck], rule: str) -> list[str]:
+    """One selection-check table (``--check-selection``): test accuracy of the prompt ``rule``
+    picks at each checked stage, and its difference to the best-on-dev prompt's."""
+    checked = {key: stage for key, stage in results.items() if (*key, rule) in checks}
     if not checked:
         return []
     return [
-        "## Selection on training reward instead of dev (`--check-selection`)",
+        f"## Selection by `{rule}` instead of dev alone (`--check-selection`)",
         "",
-        "Test accuracy of the highest-training-reward prompt of each stage, and in brackets its mean",
-        "difference to the best-on-dev prompt's test accuracy (positive: the training reward alone",
-        "would have picked better).",
+        f"Test accuracy of the prompt with {SELECTION_RULES[rule][1]}, and in brackets its mean",
+        "difference to the best-on-dev prompt's test accuracy (positive: this rule would have picked",
+        "better).",
         "",
         *_table(checked, lambda rows: (
-            f"{_mean_std([checks[r.key].test_accuracy for r in rows])} "
-            f"[{100 * statistics.mean(checks[r.key].test_accuracy - r.test_accuracy for r in rows):+.1f}] n={len(rows)}"
+            f"{_mean_std([checks[(*r.key, rule)].test_accuracy for r in rows])} "
+            f"[{100 * statistics.mean(checks[(*r.key, rule)].test_accuracy - r.test_accuracy for r in rows):+.1f}] n={len(rows)}"
         )),
         "",
     ]
@@ -652,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="redraw the table and plot from the CSVs (no model)")
     parser.add_argument(
         "--check-selection", action="store_true",
-        help="score on test each finished stage's highest-training-reward prompt (of --settings; run folders needed), then redraw",
+        help="score on test the prompt each other selection rule picks at each finished stage (of --settings; run folders needed), then redraw",
     )
     add_ray_arguments(parser)
     args = parser.parse_args(argv)

@@ -113,26 +113,41 @@ def test_a_curves_csv_without_the_later_columns_still_reads() -> None:
     }
 
 
-def test_the_selection_check_scores_the_top_training_reward_prompt(study) -> None:
+def test_the_selection_check_scores_the_prompts_other_rules_pick(study) -> None:
     """``--check-selection``: per finished stage, the prompt with the highest training reward among
-    the evaluations of that stage is scored on test, once, and the report compares it."""
+    the evaluations of that stage, and at the final stage the candidate best on train and dev
+    together, are scored on test, once, and the report compares them."""
     study.results.mkdir(parents=True)
     study.run(["sst-2/paper"], [1], ["random"], [8, 16])
     checks = study.check_selection()
-    assert [(c.budget, c.method) for c in checks] == [(8, "random"), (16, "random")]
-    state = json.loads((study.work_dir / "sst-2-paper-1-random" / "state.json").read_text())
-    scores = list(state["reward"]["scores"].items())
-    for check in checks:
-        evaluations = study.finished()[check.key].evaluations
+    assert [(c.budget, c.rule) for c in checks] == [(8, "train-reward"), (16, "train-reward"), (16, "train+dev")]
+    run = study.work_dir / "sst-2-paper-1-random"
+    scores = list(json.loads((run / "state.json").read_text())["reward"]["scores"].items())
+    for check in checks[:2]:
+        evaluations = study.finished()[check.key[:4]].evaluations
         prompt, score = max(scores[:evaluations], key=lambda item: item[1]["reward"])
         assert (check.prompt, check.train_reward) == (prompt, round(score["reward"], 4))
         assert 0.0 <= check.test_accuracy <= 1.0
+    candidates = json.loads((run / "prompt.json").read_text())["candidates"]
+    pooled = max(c["train_accuracy"] + c["dev_accuracy"] for c in candidates)
+    assert checks[2].prompt in {c["prompt"] for c in candidates if c["train_accuracy"] + c["dev_accuracy"] == pooled}
     assert study.check_selection() == [], "a checked stage is not scored again"
     assert set(study.selection_checks()) == {c.key for c in checks}
     markdown = study.write_report().read_text()
-    assert "## Selection on training reward instead of dev" in markdown
-    gap = 100 * (checks[0].test_accuracy - study.finished()[checks[0].key].test_accuracy)
+    assert "## Selection by `train-reward` instead of dev alone" in markdown
+    assert "## Selection by `train+dev` instead of dev alone" in markdown
+    gap = 100 * (checks[0].test_accuracy - study.finished()[checks[0].key[:4]].test_accuracy)
     assert f"[{gap:+.1f}] n=1" in markdown
+
+
+def test_a_selection_csv_from_before_the_rule_column_reads_and_grows_it(tmp_path) -> None:
+    path = tmp_path / budget.SELECTION_CSV
+    path.write_text("setting,seed,method,budget,prompt,train_reward,test_accuracy\nsst-2/instruction,13,ppo,320,,62.0,0.8\n")
+    row = budget.SelectionCheck("sst-2/instruction", 13, "ppo", 320, "a b", 60.0, 0.75, "train+dev")
+    budget._append_row(path, row)
+    with path.open(newline="") as handle:
+        rows = [budget._parse(line, budget.SelectionCheck) for line in csv.DictReader(handle)]
+    assert rows == [budget.SelectionCheck("sst-2/instruction", 13, "ppo", 320, "", 62.0, 0.8, "train-reward"), row]
 
 
 def test_methods_are_compared_with_random_search_split_by_split() -> None:
