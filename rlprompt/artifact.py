@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -235,12 +234,6 @@ class _Checker:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` via a temporary file and a rename."""
     write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def file_name_safe(name: str) -> str:
-    """``name`` with every run of characters other than letters, digits, ``_``, ``.`` and ``-``
-    replaced by one ``_``: one rule for every folder name made from a task or a model."""
-    return re.sub(r"[^\w.-]+", "_", name)
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rlprompt.artifact import Candidate, PromptFile, TaskSpec, file_name_safe, library_versions, write_json_atomic
+from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions, write_json_atomic
 from rlprompt.builder import RunObjects, build
 from rlprompt.config import TrainConfig
 from rlprompt.devices import dtype_name
@@ -23,7 +23,7 @@ from rlprompt.envs.prompt_env import finished_info
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import PromptScore, score_prompts
 from rlprompt.perplexity import perplexity
-from rlprompt.scoring.base import server_requests, target_label
+from rlprompt.scoring.base import file_name_safe, server_requests, target_label
 from rlprompt.search import search_method
 from rlprompt.search.base import SearchContext, SearchMethod
 from rlprompt.selection import PromptSelector

@@ -12,10 +12,10 @@ reaches it. This module imports nothing heavy, so settings are checked before to
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
-from rlprompt.artifact import file_name_safe
 from rlprompt.errors import RLPromptError
 
 if TYPE_CHECKING:
@@ -64,6 +64,12 @@ def split_target_spec(spec: str) -> tuple[str, str]:
     if name in SCORER_BACKENDS and name != "local" and (separator or not rest):
         return name, rest
     return "local", spec
+
+
+def file_name_safe(name: str) -> str:
+    """``name`` with every run of characters other than letters, digits, ``_``, ``.`` and ``-``
+    replaced by one ``_``: one rule for every folder name made from a task or a model."""
+    return re.sub(r"[^\w.-]+", "_", name)
 
 
 def target_label(spec: str) -> str:
