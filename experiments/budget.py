@@ -262,7 +262,9 @@ class BudgetStudy:
             if settings is not None and setting not in settings:
                 continue
             for rule, (pick, _) in SELECTION_RULES.items():
-                picked = None if (*key, rule) in done else pick(self.work_dir / cell_name(setting, seed, method), stage.evaluations)
+                if (*key, rule) in done:
+                    continue
+                picked = pick(self.work_dir / cell_name(setting, seed, method), stage.evaluations)
                 if picked is None:
                     continue
                 prompt, reward = picked
@@ -329,12 +331,7 @@ class BudgetStudy:
             fresh = run_curve(self.work_dir / cell_name(setting, seed, method))
             if fresh:
                 curves[(setting, seed, method)] = [{"setting": setting, "seed": seed, "method": method, **row} for row in fresh]
-        text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, fieldnames=CURVE_FIELDS, restval="")
-        writer.writeheader()
-        writer.writerows(row for key in sorted(curves) for row in curves[key])
-        # Atomic: two study processes (one per setting) may redraw the report at the same moment.
-        write_atomic(path, text.getvalue())
+        _write_csv(path, CURVE_FIELDS, [row for key in sorted(curves) for row in curves[key]])
         return {key: [_parse_curve_row(row) for row in rows] for key, rows in curves.items()}
 
     def spec(self) -> dict:
@@ -433,22 +430,28 @@ def _parse(row: dict[str, str], cls: type) -> Any:
     return cls(**{item.name: _FROM_CSV[item.type](row[item.name]) for item in fields(cls) if given(item)})
 
 
+def _write_csv(path: Path, fieldnames: list[str], rows: Any) -> None:
+    """Write ``rows`` (dicts) under ``fieldnames`` at once (atomic: another study process may
+    read or redraw the same file)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fieldnames, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue())
+
+
 def _append_row(path: Path, row: Any) -> None:
     """Append one row dataclass to its CSV, with the header if the file is new; a CSV from before
     a column was added is rewritten with it first."""
     names = [f.name for f in fields(row)]
     if path.exists():
         with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            rows = list(reader)
-        if reader.fieldnames != names:
-            text = io.StringIO(newline="")
-            writer = csv.DictWriter(text, fieldnames=names, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-            write_atomic(path, text.getvalue())
+            header = next(csv.reader(handle), None)
+        if header is not None and header != names:
+            with path.open(newline="") as handle:
+                _write_csv(path, names, list(csv.DictReader(handle)))
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(row)])
+        writer = csv.DictWriter(handle, fieldnames=names)
         if handle.tell() == 0:
             writer.writeheader()
         writer.writerow(asdict(row))
