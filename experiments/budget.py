@@ -56,10 +56,12 @@ METHODS: dict[str, dict[str, object]] = {
     "sql": {"algo": "sql"},
     "random": {"algo": "random"},
     "ppo-ent": {"algo": "ppo", "ent_coef": 0.01},
+    "ppo-ent05": {"algo": "ppo", "ent_coef": 0.05},
 }
 """Method name -> the training settings it changes. ``ppo-ent`` is the before/after of issue 13's
 item 3: PPO with an entropy bonus (evidence 13: without one the policy stops sampling new prompts
-long before 1,280 evaluations)."""
+long before 1,280 evaluations); with 0.01 the policy's entropy still collapses by about batch 80,
+so ``ppo-ent05`` tries a bonus five times larger."""
 DEFAULT_METHODS = ("ppo", "sql", "random")
 SETTINGS = ("sst-2/paper", "sst-2/instruction", "agnews/paper")
 VARIABLE_LENGTH = {"instruction": 0}
@@ -67,6 +69,10 @@ VARIABLE_LENGTH = {"instruction": 0}
 STEP_CAP = 3
 """A stage may take this many times the steps its budget needs: a policy that samples only
 prompts it has seen spends no budget, so steps, not evaluations, end it."""
+PATIENCE = 40
+"""A stage also ends after this many batches in a row (640 sampled prompts) scored no new
+prompt: a collapsed policy re-samples what it has scored and would spend the rest of its
+steps finding nothing (every 1,280 stage of the first sessions ran to its cap instead)."""
 INSTRUCTION_ALONE = {"sst-2/instruction": 0.809}
 """The instruction template with no prompt, test accuracy (experiments/results/fewshot.md)."""
 
@@ -352,6 +358,7 @@ class BudgetStudy:
             num_prompts=self.num_prompts,
             steps=STEP_CAP * math.ceil(budget / self.num_prompts),
             max_evaluations=budget,
+            patience=PATIENCE,
             seed=seed,
             run_name=cell_name(setting, seed, method),
             runs_dir=str(self.work_dir),
@@ -457,8 +464,11 @@ def _append_row(path: Path, row: Any) -> None:
         writer.writerow(asdict(row))
 
 
-LABELS = {"ppo": "PPO", "sql": "soft Q-learning", "random": "random search", "ppo-ent": "PPO, entropy bonus 0.01"}
-COLORS = {"ppo": "tab:blue", "sql": "tab:green", "random": "tab:orange", "ppo-ent": "tab:purple"}
+LABELS = {
+    "ppo": "PPO", "sql": "soft Q-learning", "random": "random search",
+    "ppo-ent": "PPO, entropy bonus 0.01", "ppo-ent05": "PPO, entropy bonus 0.05",
+}
+COLORS = {"ppo": "tab:blue", "sql": "tab:green", "random": "tab:orange", "ppo-ent": "tab:purple", "ppo-ent05": "tab:red"}
 
 
 def _stages(results: dict[tuple, StageResult], setting: str, method: str, budget: int) -> list[StageResult]:
@@ -502,7 +512,9 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], c
         "started the run over and its seconds count from the start). `sst-2/instruction` searches",
         "0-5-token prompts inside `Review: {sentence} {prompt}\\nSentiment:` (the instruction alone is in",
         "the search space and is scored first); the others search 5-token prompts in the paper's",
-        f"template. A stage ends at its budget or after {STEP_CAP} x budget / 16 batches, whichever comes first.",
+        f"template. A stage ends at its budget, after {STEP_CAP} x budget / 16 batches, or after {PATIENCE} batches in a",
+        "row that scored no new prompt (a collapsed policy; the stages run before session 2026-12-07 had",
+        "no such rule and ran to their cap).",
         "",
         "## Test accuracy",
         "",

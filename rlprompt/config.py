@@ -26,6 +26,7 @@ _LOWER_BOUNDS = (
     ("num_prompts", 2, " (rewards are z-scored across the batch)"),
     ("steps", 1, ""),
     ("max_evaluations", 1, ""),
+    ("patience", 1, ""),
     ("n_epochs", 1, ""),
     ("ent_coef", 0, ""),
     ("adapter_hidden", 1, ""),
@@ -91,6 +92,9 @@ class TrainConfig:
     max_evaluations: int | None = None
     """Stop once the training reward has scored this many distinct prompts (the target-LM
     budget); default: run all steps."""
+    patience: int | None = None
+    """Stop once this many steps in a row have scored no new prompt (a policy that only samples
+    prompts it has seen spends no budget and finds nothing); default: run all steps."""
     learning_rate: float | None = None
     """Learning rate of the trainable policy parts; default: the method's (ppo, a2c 5e-4; sql
     5e-5, the paper's)."""

@@ -72,9 +72,14 @@ class PromptSelector:
         others = sorted((c for c in self.candidates.values() if c is not self.best), key=self._merit, reverse=True)
         return ([self.best] if self.best else []) + others
 
-    def budget_spent(self, max_evaluations: int | None) -> bool:
-        """Whether the training reward has scored ``max_evaluations`` distinct prompts (None: never)."""
-        return max_evaluations is not None and self.evaluations() >= max_evaluations
+    def should_stop(self, max_evaluations: int | None, patience: int | None = None) -> bool:
+        """Whether the search is over: the training reward has scored ``max_evaluations``
+        distinct prompts, or the last ``patience`` batches scored none (None: no such limit)."""
+        if max_evaluations is not None and self.evaluations() >= max_evaluations:
+            return True
+        if patience is None or len(self.history) <= patience:
+            return False
+        return self.history[-1]["evaluations"] == self.history[-1 - patience]["evaluations"]
 
     @property
     def seconds(self) -> float:

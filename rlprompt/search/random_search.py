@@ -36,5 +36,5 @@ class RandomSearch(SearchMethod):
                     tokens = np.where(position < lengths, tokens + (tokens >= rule.end_action), rule.end_action)
                 _, _, _, infos = env.step(tokens)
             selector.add(infos)
-            if selector.budget_spent(context.config.max_evaluations):
+            if selector.should_stop(context.config.max_evaluations, context.config.patience):
                 return

@@ -23,17 +23,20 @@ class TopKPromptCallback(BaseCallback):
     """Feeds every finished batch of a stable-baselines3 run to a ``PromptSelector``.
 
     Also logs the batch's reward and metric statistics to TensorBoard and stops training once
-    the training reward has scored ``max_evaluations`` distinct prompts (the target-LM budget).
+    the training reward has scored ``max_evaluations`` distinct prompts (the target-LM budget)
+    or ``patience`` batches in a row have scored none.
 
     Args:
         selector: Chooses the final prompt.
         max_evaluations: Stop after this many distinct prompt evaluations; None: no limit.
+        patience: Stop after this many batches in a row without a new prompt; None: no limit.
     """
 
-    def __init__(self, selector: PromptSelector, max_evaluations: int | None = None) -> None:
+    def __init__(self, selector: PromptSelector, max_evaluations: int | None = None, patience: int | None = None) -> None:
         super().__init__()
         self.selector = selector
         self.max_evaluations = max_evaluations
+        self.patience = patience
 
     def _on_step(self) -> bool:
         finished = self.selector.add(self.locals["infos"])
@@ -41,7 +44,7 @@ class TopKPromptCallback(BaseCallback):
             return True
         record_batch(self.logger, self.selector, finished)
         logger.debug("step %d: %d prompts finished", self.selector.batches, len(finished))
-        return not self.selector.budget_spent(self.max_evaluations)
+        return not self.selector.should_stop(self.max_evaluations, self.patience)
 
 
 class SB3Search(PolicySearchMethod):
@@ -89,7 +92,7 @@ class SB3Search(PolicySearchMethod):
             self.algorithm.set_random_seed(config.seed + self.context.selector.batches)
         self.algorithm.learn(
             total_timesteps=steps * config.num_prompts * config.prompt_length,
-            callback=TopKPromptCallback(self.context.selector, config.max_evaluations),
+            callback=TopKPromptCallback(self.context.selector, config.max_evaluations, config.patience),
             progress_bar=progress_bar,
         )
 

@@ -160,7 +160,7 @@ class SQLSearch(PolicySearchMethod):
                 self.logger.record(key, value)
             record_batch(self.logger, selector, finished)
             self.logger.dump(selector.batches)
-            if selector.budget_spent(config.max_evaluations):
+            if selector.should_stop(config.max_evaluations, config.patience):
                 return
 
     @torch.no_grad()

@@ -88,6 +88,7 @@ def test_method_settings_name_the_run_and_change_the_config(study) -> None:
     config = study.config("sst-2/paper", 1, "ppo-ent", 320)
     assert (config.algo, config.ent_coef, config.run_name) == ("ppo", 0.01, "sst-2-paper-1-ppo-ent")
     assert config.max_evaluations == 320 and config.steps == 3 * 320 // 4 and config.min_length is None
+    assert config.patience == 40, "a collapsed policy ends its stage"
     assert study.config("sst-2/instruction", 1, "sql", 320).algo == "sql"
 
 

@@ -68,3 +68,12 @@ def test_callback_stops_training_once_the_evaluation_budget_is_spent() -> None:
     keep_going = _drive(callback, [[_info("a", 1.0)], [{}], [_info("b", 2.0)]])
     assert keep_going == [True, True, False]
     assert [c.prompt for c in selector.ranked()] == ["b", "a"]
+
+
+def test_callback_stops_once_patience_batches_in_a_row_scored_no_new_prompt() -> None:
+    selector = PromptSelector(2, lambda ps: [0.5] * len(ps), lambda ranked: None, lambda: len(selector.candidates))
+    callback = TopKPromptCallback(selector, patience=2)
+    keep_going = _drive(callback, [[_info("a", 1.0)], [_info("b", 2.0)], [_info("b", 2.0)], [_info("a", 1.0)]])
+    assert keep_going == [True, True, True, False], "batches 3 and 4 scored nothing new after batch 2"
+    assert not selector.should_stop(None, None) and not selector.should_stop(None, 3)
+    assert selector.should_stop(2) and not selector.should_stop(3), "the budget alone"

@@ -108,6 +108,7 @@ def test_random_search_is_seeded_and_draws_from_the_action_vocabulary(tiny_llama
         (dict(num_prompts=1), "--num-prompts must be >= 2"),
         (dict(algo="dqn"), "unknown algo 'dqn'; valid: ppo, a2c, sql, random"),
         (dict(max_evaluations=0), "--max-evaluations must be >= 1, got 0"),
+        (dict(patience=0), "--patience must be >= 1, got 0"),
         (dict(learning_rate=-1.0), r"--learning-rate must be a positive number, got -1\.0"),
         (dict(learning_rate=float("nan")), "--learning-rate must be a positive number, got nan"),
         (dict(adapter_hidden=0), "--adapter-hidden must be >= 1, got 0"),
@@ -165,3 +166,16 @@ def test_calibrated_training_rewards_and_records_calibrated_scores(tiny_llama_di
     assert best.train_reward == pytest.approx(GapReward(scorer, task.train)([best.prompt]).rewards[0], abs=1e-3)
     assert result.baselines["test"]["learned"].accuracy == score_prompts(scorer, [best.prompt], task.test)[0].accuracy
     assert train(_config(tiny_llama_dir, tmp_path, run_name="plain"), progress_bar=False).prompt_file.task.calibration == "none"
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sql", "random"])
+def test_training_stops_when_patience_steps_in_a_row_scored_no_new_prompt(tiny_llama_dir, tmp_path, algo) -> None:
+    # Two words and 1-token prompts: every prompt has been scored after a few steps.
+    words = tmp_path / "words.txt"
+    words.write_text("great\nterrible\n", encoding="utf-8")
+    config = _config(tiny_llama_dir, tmp_path, algo=algo, vocabulary=str(words), prompt_length=1, steps=30, patience=3, evaluate_test=False)
+    train(config, progress_bar=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    evaluations = [row["evaluations"] for row in history]
+    assert evaluations[-1] == 2
+    assert len(history) == evaluations.index(2) + 1 + 3, "the run ends 3 steps after its last new prompt"
