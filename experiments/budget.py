@@ -56,12 +56,13 @@ METHODS: dict[str, dict[str, object]] = {
     "sql": {"algo": "sql"},
     "random": {"algo": "random"},
     "ppo-ent": {"algo": "ppo", "ent_coef": 0.01},
+    "ppo-ent02": {"algo": "ppo", "ent_coef": 0.02},
     "ppo-ent05": {"algo": "ppo", "ent_coef": 0.05},
 }
 """Method name -> the training settings it changes. ``ppo-ent`` is the before/after of issue 13's
 item 3: PPO with an entropy bonus (evidence 13: without one the policy stops sampling new prompts
 long before 1,280 evaluations); with 0.01 the policy's entropy still collapses by about batch 80,
-so ``ppo-ent05`` tries a bonus five times larger."""
+so ``ppo-ent02`` and ``ppo-ent05`` try larger bonuses."""
 DEFAULT_METHODS = ("ppo", "sql", "random")
 SETTINGS = ("sst-2/paper", "sst-2/instruction", "agnews/paper")
 VARIABLE_LENGTH = {"instruction": 0}
@@ -466,9 +467,12 @@ def _append_row(path: Path, row: Any) -> None:
 
 LABELS = {
     "ppo": "PPO", "sql": "soft Q-learning", "random": "random search",
-    "ppo-ent": "PPO, entropy bonus 0.01", "ppo-ent05": "PPO, entropy bonus 0.05",
+    "ppo-ent": "PPO, entropy bonus 0.01", "ppo-ent02": "PPO, entropy bonus 0.02", "ppo-ent05": "PPO, entropy bonus 0.05",
 }
-COLORS = {"ppo": "tab:blue", "sql": "tab:green", "random": "tab:orange", "ppo-ent": "tab:purple", "ppo-ent05": "tab:red"}
+COLORS = {
+    "ppo": "tab:blue", "sql": "tab:green", "random": "tab:orange",
+    "ppo-ent": "tab:purple", "ppo-ent02": "tab:brown", "ppo-ent05": "tab:red",
+}
 
 
 def _stages(results: dict[tuple, StageResult], setting: str, method: str, budget: int) -> list[StageResult]:
@@ -670,7 +674,9 @@ def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out
             budgets = sorted({k[3] for k in results if k[0] == setting and k[2] == method})
             if budgets:
                 by_budget = [np.array([100 * r.test_accuracy for r in _stages(results, setting, method, b)]) for b in budgets]
-                accuracy.plot(budgets, [v.mean() for v in by_budget], "o-", color=color, label=f"{LABELS.get(method, method)} (n={len(by_budget[0])})")
+                sizes = [len(v) for v in by_budget]
+                n = str(sizes[0]) if len(set(sizes)) == 1 else "/".join(map(str, sizes))  # seeds per budget where they differ
+                accuracy.plot(budgets, [v.mean() for v in by_budget], "o-", color=color, label=f"{LABELS.get(method, method)} (n={n})")
                 accuracy.fill_between(budgets, [v.min() for v in by_budget], [v.max() for v in by_budget], color=color, alpha=0.15)
             runs = [curves[k] for k in sorted(curves) if k[0] == setting and k[2] == method]
             for i, rows in enumerate(runs):
