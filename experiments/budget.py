@@ -275,8 +275,7 @@ class BudgetStudy:
                 if picked is None:
                     continue
                 prompt, reward = picked
-                # The stage's own prompt has its test score already; a test pass costs minutes.
-                test = stage.test_accuracy if prompt == stage.prompt else self.test_accuracy(setting, seed, prompt)
+                test = self.test_accuracy(setting, seed, prompt)
                 row = SelectionCheck(setting, seed, method, budget, prompt, round(reward, 4), test, rule)
                 _append_row(self.results / SELECTION_CSV, row)
                 logger.info("%s/%d/%s at %d, %s: %r test %.1f%%", setting, seed, method, budget, rule, prompt, 100 * row.test_accuracy)
@@ -284,7 +283,13 @@ class BudgetStudy:
         return out
 
     def test_accuracy(self, setting: str, seed: int, prompt: str) -> float:
-        """``prompt``'s accuracy on the setting's test set (AG News: its fixed subset), cached."""
+        """``prompt``'s accuracy on the setting's test set (AG News: its fixed subset): the score a
+        row of the CSVs has for it already (a stalled run's next stage keeps its prompt; a test
+        pass costs minutes, and the harness's test cache stays on the machine that made it),
+        else scored and cached. The test set is the same for every split seed."""
+        for row in (*self.finished().values(), *self.selection_checks().values()):
+            if row.setting == setting and row.prompt == prompt:
+                return row.test_accuracy
         task_name, template = setting.split("/")
         task = self.harness.task(task_name, seed, template)
         test = sorted(task.test[:: TEST_STRIDE.get(task_name, 1)], key=lambda example: len(example.text))

@@ -141,6 +141,21 @@ def test_the_selection_check_scores_the_prompts_other_rules_pick(study) -> None:
     assert f"[{gap:+.1f}] n=1" in markdown
 
 
+def test_a_prompt_scored_on_test_in_the_csvs_is_not_scored_again(study, monkeypatch) -> None:
+    """A stalled run's next stage keeps its prompt: its test score comes from the CSV, not from
+    another test pass (minutes; the harness's cache stays on the machine that made it)."""
+    study.results.mkdir(parents=True)
+    (stage,) = study.run(["sst-2/paper"], [1], ["random"], [8])
+
+    def test_pass(*args, **kwargs):
+        raise AssertionError("scored on test again")
+
+    monkeypatch.setattr(study.harness, "test_accuracy", test_pass)
+    assert study.test_accuracy("sst-2/paper", 2, stage.prompt) == stage.test_accuracy, "the test set is the same for every split"
+    with pytest.raises(AssertionError, match="scored on test again"):
+        study.test_accuracy("sst-2/instruction", 1, stage.prompt)
+
+
 def test_a_selection_csv_from_before_the_rule_column_reads_and_grows_it(tmp_path) -> None:
     path = tmp_path / budget.SELECTION_CSV
     path.write_text("setting,seed,method,budget,prompt,train_reward,test_accuracy\nsst-2/instruction,13,ppo,320,,62.0,0.8\n")
