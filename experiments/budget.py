@@ -40,7 +40,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from experiments.fewshot import RESULTS, TASKS, TEST_STRIDE, Experiment, _mean_std
+from experiments.fewshot import RESULTS, TASKS, Experiment, _mean_std, test_set
 from experiments.plot_tuning import scalar_series
 from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, run_cells
 from rlprompt.artifact import write_atomic
@@ -292,8 +292,7 @@ class BudgetStudy:
                 return row.test_accuracy
         task_name, template = setting.split("/")
         task = self.harness.task(task_name, seed, template)
-        test = sorted(task.test[:: TEST_STRIDE.get(task_name, 1)], key=lambda example: len(example.text))
-        return self.harness.test_accuracy(self.target, task, test, prompt)
+        return self.harness.test_accuracy(self.target, task, test_set(task), prompt)
 
     def run(
         self, settings: list[str], seeds: list[int], methods: list[str], budgets: list[int],

@@ -142,6 +142,12 @@ def cell_id(key: tuple[str, str, int, str, str]) -> str:
     return "/".join(str(part) for part in key)
 
 
+def test_set(task: Task) -> list:
+    """The test examples a cell is scored on (AG News: every TEST_STRIDE-th), sorted by length:
+    the kept prefix blocks then carry little padding (accuracy ignores order)."""
+    return sorted(task.test[:: TEST_STRIDE.get(task.name, 1)], key=lambda example: len(example.text))
+
+
 class Experiment:
     """Runs cells, keeps the finished ones on disk and reuses what is shared between cells.
 
@@ -301,8 +307,7 @@ class Experiment:
         target, task_name, seed, template, method = key
         task = self.task(task_name, seed, template)
         calibration = calibration_of(template)
-        # Sorted by length, the kept prefix blocks carry little padding (accuracy ignores order).
-        test = sorted(task.test[:: TEST_STRIDE.get(task_name, 1)], key=lambda example: len(example.text))
+        test = test_set(task)
         fixed = self._fixed_prompt(key, task, done)
         if fixed is not None:
             prompt, perplexity = fixed
