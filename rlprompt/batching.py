@@ -13,9 +13,25 @@ def pad_token_id(tokenizer) -> int:
     return pad if pad is not None else 0
 
 
+def copies_asynchronously(device: torch.device | str) -> bool:
+    """Whether a host-to-``device`` copy of a temporary host tensor may be ``non_blocking``.
+
+    Only on CUDA: from pageable host memory its copy is staged before the call returns, so the
+    temporary may be freed at once. On MPS a non-blocking copy really is asynchronous and can
+    read the temporary after it was freed or reused (PyTorch issues 139550 and 189690), which
+    would corrupt token ids, masks and indices. On the CPU there is nothing to overlap.
+    """
+    return torch.device(device).type == "cuda"
+
+
+def to_device(host: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``host`` (a temporary built on the host) copied to ``device``, asynchronously only where that is safe."""
+    return host.to(device, non_blocking=copies_asynchronously(device))
+
+
 def index_tensor(values: Sequence[int], device: torch.device) -> torch.Tensor:
     """An index tensor on ``device``, built on the host and copied once."""
-    return torch.tensor(values, dtype=torch.long).to(device, non_blocking=True)
+    return to_device(torch.tensor(values, dtype=torch.long), device)
 
 
 def token_bounded_chunks(lengths: Sequence[int], max_tokens: int) -> list[range]:
@@ -55,4 +71,4 @@ def right_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.dev
 
 def _to(rows: list[list[int]], device: torch.device | str) -> torch.Tensor:
     # Built on the host in one go, then one copy: no per-row writes into device memory.
-    return torch.tensor(rows, dtype=torch.long).to(device, non_blocking=True)
+    return to_device(torch.tensor(rows, dtype=torch.long), device)

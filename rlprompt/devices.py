@@ -3,8 +3,9 @@
 ``auto`` is resolved here and nowhere else:
 
 * device ``auto``: CUDA if present, then Apple MPS, then the CPU;
-* dtype ``auto``: bf16 where the device multiplies bf16 natively (a CUDA GPU that supports
-  it; a CPU with AMX or AVX512-BF16, where bf16 scoring is 2-3x faster than fp32), else fp32.
+* dtype ``auto``: bf16 where the device multiplies bf16 natively (a CUDA GPU of compute
+  capability 8.0 or newer, i.e. Ampere on, never emulated bf16; a CPU with AMX or AVX512-BF16,
+  where bf16 scoring is 2-3x faster than fp32), else fp32.
   MPS stays in fp32: its bf16 support depends on the macOS version and has not been measured.
 
 The environment variables ``RLPROMPT_DEVICE`` and ``RLPROMPT_DTYPE`` replace what ``auto``
@@ -110,15 +111,41 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+NATIVE_BF16_CAPABILITY = (8, 0)
+"""The first CUDA compute capability with bf16 tensor cores (Ampere). Older cards (V100: 7.0,
+T4 and RTX 20xx: 7.5) run bf16 by emulation, slower than fp32."""
+
+
+def bf16_is_native(device_type: str, cuda_capability: tuple[int, int] | None = None, cpu_bf16: bool = False) -> bool:
+    """Whether bf16 is native on a device, from what the hardware reports (a pure function).
+
+    Args:
+        device_type: ``cpu``, ``cuda`` or ``mps``.
+        cuda_capability: The CUDA device's compute capability, e.g. ``(8, 0)``; emulated bf16
+            (which ``torch.cuda.is_bf16_supported()`` counts by default) is not native.
+        cpu_bf16: Whether the CPU has AMX or AVX512-BF16.
+    """
+    if device_type == "cuda":
+        return cuda_capability is not None and tuple(cuda_capability) >= NATIVE_BF16_CAPABILITY
+    if device_type == "cpu":
+        return cpu_bf16
+    # MPS: bf16 support depends on the macOS version and has not been measured.
+    return False
+
+
 def has_fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 matrix products are native (and so faster than fp32) on ``device``."""
+    """Whether bf16 matrix products are native (and so faster than fp32) on ``device``.
+
+    A CUDA device is asked about itself (``cuda:1`` reports cuda:1's capability; a bare
+    ``cuda`` is the current device, where a model moved to ``cuda`` goes).
+    """
     import torch
 
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return bf16_is_native("cuda", cuda_capability=torch.cuda.get_device_capability(device))
     if device.type == "cpu":
-        return cpu_has_fast_bf16()
-    return False
+        return bf16_is_native("cpu", cpu_bf16=cpu_has_fast_bf16())
+    return bf16_is_native(device.type)
 
 
 def resolve_dtype(name: str = "auto", device: torch.device | None = None) -> torch.dtype:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rlprompt.devices import (
+    bf16_is_native,
     check_device_name,
     cpu_has_fast_bf16,
     default_batch_tokens,
@@ -62,13 +63,57 @@ def test_cuda_index_beyond_the_devices_present(monkeypatch) -> None:
         resolve_device("cuda:2")
 
 
+@pytest.mark.parametrize(
+    ("device_type", "capability", "cpu_bf16", "native"),
+    [
+        ("cuda", (7, 0), False, False),  # V100: bf16 only emulated
+        ("cuda", (7, 5), False, False),  # T4, RTX 20xx: bf16 only emulated
+        ("cuda", (8, 0), False, True),  # A100: first bf16 tensor cores
+        ("cuda", (8, 6), False, True),
+        ("cuda", (9, 0), False, True),  # H100
+        ("cuda", None, False, False),
+        ("mps", None, False, False),
+        ("mps", None, True, False),
+        ("cpu", None, True, True),
+        ("cpu", None, False, False),
+    ],
+)
+def test_bf16_is_native_from_what_the_hardware_reports(device_type, capability, cpu_bf16, native) -> None:
+    assert bf16_is_native(device_type, cuda_capability=capability, cpu_bf16=cpu_bf16) is native
+
+
+@pytest.fixture
+def two_cuda_cards(no_overrides, monkeypatch) -> list:
+    """cuda:0 a T4 (7.5), cuda:1 an A100 (8.0); torch's own emulation-counting check says yes to both.
+
+    Returns the devices whose capability was asked for.
+    """
+    asked: list = []
+    capabilities = {0: (7, 5), 1: (8, 0)}
+
+    def capability(device=None):
+        asked.append(device)
+        index = torch.device(device).index if device is not None else None
+        return capabilities[index if index is not None else 0]
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    return asked
+
+
+def test_auto_dtype_is_bf16_only_on_a_card_with_native_bf16(two_cuda_cards) -> None:
+    assert resolve_dtype("auto", torch.device("cuda:0")) is torch.float32
+    assert resolve_dtype("auto", torch.device("cuda:1")) is torch.bfloat16
+    assert resolve_dtype("auto", torch.device("cuda")) is torch.float32  # the current device, cuda:0
+    # Each card is asked about itself, not about the current device.
+    assert [torch.device(d) for d in two_cuda_cards] == [torch.device("cuda:0"), torch.device("cuda:1"), torch.device("cuda")]
+
+
 def test_auto_dtype_follows_the_device(no_overrides, monkeypatch) -> None:
     assert resolve_dtype("auto") is (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
-    assert resolve_dtype("auto", torch.device("cuda")) is torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
-    assert resolve_dtype("auto", torch.device("cuda")) is torch.float32
     assert not has_fast_bf16(torch.device("mps"))
+    assert resolve_dtype("auto", torch.device("mps")) is torch.float32
     assert resolve_dtype("fp32", torch.device("cuda")) is torch.float32
     assert resolve_dtype("bf16") is torch.bfloat16
 
