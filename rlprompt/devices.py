@@ -164,6 +164,22 @@ def resolve_dtype(name: str = "auto", device: torch.device | None = None) -> tor
     return torch.bfloat16 if name == "bf16" else torch.float32
 
 
+def release_device_memory(device: str | torch.device) -> None:
+    """Free what unreferenced models left behind: collect reference cycles (transformers modules
+    have them), then hand the CUDA allocator's cached blocks back, so the next model loads
+    into a free device. A no-op on a device that was never initialised."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if str(device).startswith(("cuda", "auto")) and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    backend = getattr(torch, "mps", None)
+    if str(device) in ("mps", "auto") and _mps_available() and backend is not None:
+        backend.empty_cache()
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """``fp32`` or ``bf16``: how prompt files and reports name a dtype."""
     import torch

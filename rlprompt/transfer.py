@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rlprompt.artifact import PromptFile, write_json_atomic
-from rlprompt.devices import check_device_name, check_dtype_name
+from rlprompt.devices import check_device_name, check_dtype_name, release_device_memory
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import score_prompts
 from rlprompt.models import ModelPool
@@ -71,15 +71,26 @@ def transfer_matrix(
     rows = [TransferRow("empty", "", None), TransferRow("manual", tasks[0].manual_prompt, None)]
     rows += [TransferRow(label, p.prompt, p.target_lm) for label, p in zip(labels, prompt_files)]
     for spec in target_lms:
-        models = ModelPool(device, dtype)  # one model in memory at a time
-        scorer = make_scorer(spec, tasks[0], reference.calibration, models=models)
-        reference_scores = score_prompts(scorer, ["", tasks[0].manual_prompt], tasks[0].split(split))
-        for row, score in zip(rows[:2], reference_scores):
-            row.accuracy[spec] = score.accuracy
-        for row, task in zip(rows[2:], tasks):
-            task_scorer = make_scorer(spec, task, reference.calibration, models=models)
-            row.accuracy[spec] = score_prompts(task_scorer, [row.prompt], task.split(split))[0].accuracy
+        # One model on the device at a time: everything that references this model (its pool,
+        # scorers and their prefix caches) lives in _score_on_one_model and is gone when it
+        # returns, so it is freed before the next model loads.
+        for row, accuracy in zip(rows, _score_on_one_model(spec, rows, tasks, reference.calibration, split, device, dtype)):
+            row.accuracy[spec] = accuracy
+        release_device_memory(device)
     return rows
+
+
+def _score_on_one_model(
+    spec: str, rows: Sequence[TransferRow], tasks: Sequence, calibration: str, split: str, device: str, dtype: str
+) -> list[float]:
+    """The accuracy of every row on model ``spec``: the reference rows, then each prompt file's row."""
+    models = ModelPool(device, dtype)
+    scorer = make_scorer(spec, tasks[0], calibration, models=models)
+    accuracies = [score.accuracy for score in score_prompts(scorer, [row.prompt for row in rows[:2]], tasks[0].split(split))]
+    for row, task in zip(rows[2:], tasks):
+        task_scorer = make_scorer(spec, task, calibration, models=models)
+        accuracies.append(score_prompts(task_scorer, [row.prompt], task.split(split))[0].accuracy)
+    return accuracies
 
 
 def markdown_table(rows: Sequence[TransferRow], target_lms: Sequence[str]) -> str:

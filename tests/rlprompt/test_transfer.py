@@ -66,3 +66,29 @@ def test_calibrated_prompts_are_scored_calibrated_on_every_model(tiny_llama_dir,
     test_only.write_text("sentence\tlabel\ngood\t1\n", encoding="utf-8")
     with pytest.raises(RLPromptError, match="has no train examples; provide a train file"):
         transfer_matrix(files, ["a"], [llama], data=str(test_only))
+
+
+def test_transfer_frees_each_model_before_the_next_loads(tiny_llama_dir, tiny_gpt2_dir, monkeypatch) -> None:
+    """Only one model (with its scorers and prefix caches) is alive at a time."""
+    import weakref
+
+    import rlprompt.transfer
+
+    loaded: list[weakref.ref] = []
+    alive_at_each_load: list[int] = []
+
+    class RecordingPool(ModelPool):
+        def get(self, spec: str):
+            if spec not in self._models:
+                alive_at_each_load.append(sum(ref() is not None for ref in loaded))
+                lm = super().get(spec)
+                loaded.append(weakref.ref(lm.model))
+                return lm
+            return super().get(spec)
+
+    monkeypatch.setattr(rlprompt.transfer, "ModelPool", RecordingPool)
+    llama, gpt2 = str(tiny_llama_dir), str(tiny_gpt2_dir)
+    files = [_prompt_file("the food was great", llama), _prompt_file("overall it was", gpt2)]
+    rows = transfer_matrix(files, ["a", "b"], [llama, gpt2, llama], split="dev")
+    assert alive_at_each_load == [0, 0, 0]
+    assert all(set(row.accuracy) == {llama, gpt2} for row in rows)
