@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from rlprompt.batching import FULL_VOCAB_LOGIT_BYTES, full_vocab_chunks, pad_token_id, right_pad, vocab_size
 from rlprompt.errors import RLPromptError
 
 logger = logging.getLogger("rlprompt.vocab")
@@ -131,25 +132,30 @@ def _top_by_prior(ids: list[int], name: str, tokenizer, backbone) -> list[int]:
     return sorted(ranked[:k])
 
 
-def unigram_prior(backbone, tokenizer, max_texts: int = 320) -> torch.Tensor:
-    """The backbone's next-token distribution averaged over every position of the built-in corpus."""
-    from rlprompt.batching import left_pad, pad_token_id
+def unigram_prior(backbone, tokenizer, max_texts: int = 320, max_logit_bytes: int = FULL_VOCAB_LOGIT_BYTES) -> torch.Tensor:
+    """The backbone's next-token distribution averaged over every position of the built-in corpus.
+
+    Texts run in chunks whose fp32 full-vocabulary logits stay under ``max_logit_bytes``
+    (:data:`rlprompt.batching.FULL_VOCAB_LOGIT_BYTES`), right-padded: every text's
+    tokens keep positions 0, 1, ... whatever else shares its batch.
+    """
     from rlprompt.tasks import load_task
 
     task = load_task("demo")
     texts = [e.text for e in task.train + task.dev + task.test][:max_texts]
-    sequences = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
+    sequences = [ids for ids in (tokenizer(text, add_special_tokens=False).input_ids for text in texts) if ids]
     total = None
     count = 0
     device = next(backbone.parameters()).device
+    chunks = full_vocab_chunks([len(s) for s in sequences], vocab_size(backbone), max_logit_bytes)
     with torch.inference_mode():
-        for start in range(0, len(sequences), 32):
-            ids, mask = left_pad(sequences[start : start + 32], pad_token_id(tokenizer), device=device)
-            logits = backbone(input_ids=ids, attention_mask=mask).logits.float()
-            probs = logits.softmax(dim=-1)[mask.bool()]
-            summed = probs.sum(dim=0)
+        for chunk in chunks:
+            ids, mask = right_pad([sequences[i] for i in chunk], pad_token_id(tokenizer), device=device)
+            # Padding rows are dropped before the softmax: only real positions are averaged.
+            logits = backbone(input_ids=ids, attention_mask=mask).logits[mask.bool()]
+            summed = logits.float().softmax(dim=-1).sum(dim=0)
             total = summed if total is None else total + summed
-            count += probs.shape[0]
+            count += logits.shape[0]
     return (total / count).cpu()
 
 

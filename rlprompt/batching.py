@@ -47,6 +47,23 @@ def token_bounded_chunks(lengths: Sequence[int], max_tokens: int) -> list[range]
     return chunks
 
 
+FULL_VOCAB_LOGIT_BYTES = 512 * 2**20
+"""Most bytes of fp32 full-vocabulary logits one forward pass may build (perplexity, the unigram
+prior). Unchunked, 32 texts of 60 tokens on Gemma-3's 262,144-token vocabulary took about 2 GB
+for the fp32 logits alone, plus the model-dtype logits and the softmax."""
+
+
+def full_vocab_chunks(lengths: Sequence[int], vocab_size: int, max_bytes: int = FULL_VOCAB_LOGIT_BYTES) -> list[range]:
+    """Consecutive index ranges whose padded fp32 logits over the whole vocabulary stay under ``max_bytes``
+    (a single sequence is never split)."""
+    return token_bounded_chunks(lengths, max(1, max_bytes // (4 * vocab_size)))
+
+
+def vocab_size(model) -> int:
+    """Rows of the model's output head: the width of its full-vocabulary logits."""
+    return int(model.get_output_embeddings().weight.shape[0])
+
+
 def positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
 

@@ -38,3 +38,20 @@ def test_fluency_reward_adds_weighted_log_likelihood(tiny_llama) -> None:
     expected = 1.0 + 2.0 * mean_log_likelihood(tiny_llama.model, tiny_llama.tokenizer, prompts)
     assert batch.rewards == pytest.approx(expected)
     assert batch.metrics == {"accuracy": pytest.approx([0.5, 0.5])}
+
+
+def test_log_likelihood_builds_full_vocabulary_logits_in_bounded_chunks(tiny_gpt2_dir) -> None:
+    from rlprompt.models import load_model
+    from tests.envs.test_vocab import ShapeRecorder
+
+    lm = load_model(str(tiny_gpt2_dir), "fp32", "cpu")
+    vocab = lm.model.get_output_embeddings().weight.shape[0]
+    prompts = ["the food was great", "It was", "", "overall it was okay", "bad", "It was good. It was bad."]
+    budget = 8 * vocab * 4  # fp32 logits of 8 tokens
+    recorder = ShapeRecorder(lm.model)
+    chunked = mean_log_likelihood(recorder, lm.tokenizer, prompts, max_logit_bytes=budget)
+    assert len(recorder.shapes) > 1
+    assert all(rows * width * vocab * 4 <= budget or rows == 1 for rows, width in recorder.shapes)
+    assert sum(rows for rows, _ in recorder.shapes) == 5, "every prompt but the empty one, once"
+    assert chunked[2] == 0.0
+    np.testing.assert_allclose(chunked, mean_log_likelihood(lm.model, lm.tokenizer, prompts), atol=1e-6)
