@@ -195,8 +195,11 @@ class LMAdapterPolicy(ActorCriticPolicy):
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
-        head = nn.Linear(self.backbone_hidden, self._head_rows.shape[0], bias=False)
-        head.weight = nn.Parameter(self._head_rows.clone(), requires_grad=False)
+        head_rows = self.__dict__.pop("_head_rows")
+        head = nn.Linear(self.backbone_hidden, head_rows.shape[0], bias=False)
+        # The rows become the head's weight as they are (a fresh fp32 copy of the backbone's
+        # rows, frozen): one copy in memory, not two (264 MB each for Gemma-3's vocabulary).
+        head.weight = nn.Parameter(head_rows, requires_grad=False)
         self.action_net = head
         self.optimizer = self.optimizer_class(self.trainable_parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 

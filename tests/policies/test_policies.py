@@ -64,6 +64,30 @@ def test_policy_starts_near_uniform_and_uses_the_tied_head(tiny_llama) -> None:
     assert entropy.min().item() == pytest.approx(math.log(vocab.size), abs=1e-3)
 
 
+def _storages_of_shape(obj, shape: tuple[int, ...]) -> set[int]:
+    """Data pointers of every fp32 tensor of ``shape`` an object holds (attributes, parameters, buffers)."""
+    found: set[int] = set()
+    values = list(vars(obj).values())
+    for value in values:
+        if isinstance(value, dict):
+            values.extend(value.values())
+        elif isinstance(value, torch.Tensor) and tuple(value.shape) == shape and value.dtype is torch.float32:
+            found.add(value.untyped_storage().data_ptr())
+        elif isinstance(value, torch.nn.Module) and value is not obj:
+            for module in value.modules():
+                found |= _storages_of_shape(module, shape)
+    return found
+
+
+def test_policy_holds_one_fp32_copy_of_its_action_head(tiny_llama) -> None:
+    vocab = build_vocabulary(tiny_llama.tokenizer, "words")
+    policy = _policy(tiny_llama, vocab)
+    shape = (vocab.size, tiny_llama.model.config.hidden_size)
+    assert len(_storages_of_shape(policy, shape)) == 1
+    head_rows = tiny_llama.model.get_output_embeddings().weight[list(vocab.token_ids)].float()
+    assert torch.equal(policy.action_net.weight, head_rows)
+
+
 def test_only_adapter_and_value_head_train(tiny_llama, tmp_path) -> None:
     vocab = build_vocabulary(tiny_llama.tokenizer, "words")
     policy = _policy(tiny_llama, vocab)
