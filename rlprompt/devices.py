@@ -18,8 +18,10 @@ The name checks import nothing heavy, so a bad setting fails before torch or a m
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,9 +39,10 @@ DEVICE_ENV = "RLPROMPT_DEVICE"
 
 _DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
-# Tokens (cached ones included) in one scoring forward pass. On the CPU the bound is about
-# memory bandwidth: larger batches measured no faster. A GPU wants larger batches to fill it;
-# 65,536 tokens of a 135M model take well under 1 GB of activations.
+# The most tokens (cached ones included) worth putting in one scoring forward pass, whatever
+# the memory: on the CPU larger batches measured no faster (memory bandwidth); a GPU wants larger
+# batches to fill it. The bound a scorer uses is the smaller of this and what the model's
+# memory allows (plan_scoring_memory).
 _BATCH_TOKENS = {"cpu": 16384, "mps": 16384, "cuda": 65536}
 
 
@@ -223,5 +226,159 @@ def tune_host_allocator() -> bool:
 
 
 def default_batch_tokens(device: torch.device) -> int:
-    """The scoring batch bound (tokens per forward pass) for ``device``."""
+    """The most tokens per scoring forward pass worth batching on ``device`` (memory permitting)."""
     return _BATCH_TOKENS.get(device.type, _BATCH_TOKENS["cpu"])
+
+
+# -- memory: how many tokens a scoring pass may hold, from the model and the free memory --------
+
+MEMORY_SAFETY = 0.8
+"""Share of the memory left free beside the weights that scoring plans to use; the rest is slack
+for the allocator's fragmentation, the CUDA context and the small tensors not counted."""
+PREFIX_CACHE_SHARE = 0.5
+"""Share of the planned memory the cached prefixes may hold; one forward pass gets the rest."""
+MIN_BATCH_TOKENS = 256
+"""A scoring pass that cannot hold this many tokens does not fit (a few examples at a time)."""
+ATTENTION_KEYS = 512
+"""Keys per query the attention term of a token's cost assumes (Gemma-3's sliding window; the
+paper's tasks stay well under it). Eager attention keeps fp32 scores of every head per key."""
+PLANNED_PREFIX_TOKENS = 64
+"""Prefix length a block of cached examples is sized for (SST-2's are about 30 tokens)."""
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Bytes this process could still allocate on ``device`` (None: not known).
+
+    CUDA: free on the card plus what torch's allocator holds unused; MPS: the recommended
+    working set less what the driver has allocated; the CPU: ``MemAvailable``.
+    """
+    import torch
+
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    if device.type == "mps":
+        backend = getattr(torch, "mps", None)
+        if backend is None or not hasattr(backend, "recommended_max_memory"):
+            return None
+        return max(0, int(backend.recommended_max_memory() - backend.driver_allocated_memory()))
+    if device.type == "cpu":
+        try:
+            meminfo = Path("/proc/meminfo").read_text().splitlines()
+        except OSError:
+            return None
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def parameter_bytes(model) -> int:
+    """Bytes of a model's weights (parameters and buffers) in their current dtype."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def kv_bytes_per_token(config, dtype_bytes: int) -> int:
+    """Bytes of one token's keys and values over every layer (what a cached prefix token costs)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return 2 * text.num_hidden_layers * kv_heads * head_dim * dtype_bytes
+
+
+def scoring_bytes_per_token(config, dtype_bytes: int) -> int:
+    """Peak bytes one token of a scoring forward pass costs.
+
+    Twice its keys/values over every layer (the pass's gathered copy of the cached prefix
+    rows, and the cache as it grows by the suffix), plus one layer's transient activations:
+    about eight hidden-size vectors (residual, norm, q/k/v/output projections), three
+    intermediate-size ones (the gated MLP) and fp32 attention scores over
+    :data:`ATTENTION_KEYS` keys per head.
+    """
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    hidden = text.hidden_size
+    intermediate = getattr(text, "intermediate_size", None) or getattr(text, "n_inner", None) or 4 * hidden
+    transient = (8 * hidden + 3 * intermediate) * dtype_bytes + text.num_attention_heads * ATTENTION_KEYS * 4
+    return 2 * kv_bytes_per_token(config, dtype_bytes) + transient
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How much memory scoring with one model may use on its device."""
+
+    batch_tokens: int
+    """Tokens (cached ones included) in one scoring forward pass."""
+    prefix_cache_bytes: int | None
+    """Most bytes the cached prefixes may hold; None: not bounded by memory (free memory unknown)."""
+
+
+def plan_scoring_memory(
+    free_bytes: int | None, weight_bytes: int, token_bytes: int, most_tokens: int, what: str = "the model", strict: bool = True
+) -> MemoryPlan:
+    """The scoring memory plan for a model: a pure function of what the device and model report.
+
+    ``budget = MEMORY_SAFETY * (free_bytes - weight_bytes)``; the cached prefixes may hold
+    ``PREFIX_CACHE_SHARE * budget`` and one forward pass the rest:
+    ``batch_tokens = min(most_tokens, (1 - PREFIX_CACHE_SHARE) * budget // token_bytes)``.
+
+    Args:
+        free_bytes: Free device memory with this model's weights not on it (None: unknown;
+            then only ``most_tokens`` bounds a pass).
+        weight_bytes: The model's weights in the dtype they run in.
+        token_bytes: Peak bytes per token of a pass (:func:`scoring_bytes_per_token`).
+        most_tokens: The most tokens worth batching on the device (:func:`default_batch_tokens`).
+        what: The model and device, for the error message.
+        strict: Raise when a pass of :data:`MIN_BATCH_TOKENS` does not fit; else plan that
+            many tokens anyway (the CPU, where the OS can page rather than fail).
+
+    Raises:
+        RLPromptError: ``strict`` and a pass of :data:`MIN_BATCH_TOKENS` tokens does not fit beside the weights.
+    """
+    if free_bytes is None:
+        return MemoryPlan(batch_tokens=most_tokens, prefix_cache_bytes=None)
+    budget = MEMORY_SAFETY * (free_bytes - weight_bytes)
+    tokens = int((1 - PREFIX_CACHE_SHARE) * budget // token_bytes) if budget > 0 else 0
+    if tokens < MIN_BATCH_TOKENS and not strict:
+        return MemoryPlan(batch_tokens=min(most_tokens, MIN_BATCH_TOKENS), prefix_cache_bytes=max(0, int(PREFIX_CACHE_SHARE * budget)))
+    if tokens < MIN_BATCH_TOKENS:
+        needed = weight_bytes + math.ceil(MIN_BATCH_TOKENS * token_bytes / ((1 - PREFIX_CACHE_SHARE) * MEMORY_SAFETY))
+        raise RLPromptError(
+            f"{what} does not fit: its weights take {_gib(weight_bytes)} and scoring needs about {_gib(needed)} in all, "
+            f"but {_gib(free_bytes)} are free; try --dtype bf16, a smaller model, or --device cpu"
+        )
+    return MemoryPlan(batch_tokens=min(most_tokens, tokens), prefix_cache_bytes=int(PREFIX_CACHE_SHARE * budget))
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def scoring_memory(model, device: torch.device, name: str, weights_on_device: bool = True) -> MemoryPlan:
+    """:func:`plan_scoring_memory` for ``model`` on ``device``, with the free memory asked of the device.
+
+    Args:
+        model: The model, in the dtype it runs in.
+        device: Where it runs.
+        name: The model's spec, for the error message.
+        weights_on_device: Whether the weights are already on ``device`` (so the free memory
+            the device reports excludes them).
+    """
+    weights = parameter_bytes(model)
+    free = free_memory_bytes(device)
+    if free is not None and weights_on_device:
+        free += weights
+    dtype_bytes = next(model.parameters()).element_size()
+    return plan_scoring_memory(
+        free, weights, scoring_bytes_per_token(model.config, dtype_bytes), default_batch_tokens(device), f"model '{name}' on {device}",
+        strict=device.type != "cpu",
+    )
+
+
+def check_fits_on_device(model, device: torch.device, name: str) -> None:
+    """Raise, in one line, if ``model`` (loaded on the host) would not fit on ``device`` with
+    room for a scoring pass: called before its weights move there. No check for the CPU,
+    where the weights already are."""
+    if device.type != "cpu":
+        scoring_memory(model, device, name, weights_on_device=False)

@@ -1,5 +1,7 @@
 """Devices and dtypes: the names accepted, what ``auto`` resolves to, the env overrides, and the
-scorer and training on every accelerator present (skipped with a reason where there is none)."""
+scorer, every search method, resume, transfer, calibration, variable length, fluency, top-K
+vocabularies and the scoring memory bound on every accelerator present (skipped with a reason
+where there is none; ``make test-gpu`` runs them on the GPU)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pytest
 import torch
 
 from rlprompt.devices import (
+    MIN_BATCH_TOKENS,
     bf16_is_native,
     check_device_name,
     cpu_has_fast_bf16,
@@ -167,7 +170,7 @@ def test_scorer_on_an_accelerator_matches_the_cpu(accelerator, tiny_llama_dir) -
     lm = load_model(str(tiny_llama_dir), "fp32", accelerator)
     assert lm.device.type == accelerator.split(":")[0]
     scorer = Scorer(lm, task.template, task.verbalizers)
-    assert scorer.max_batch_tokens == default_batch_tokens(lm.device)
+    assert MIN_BATCH_TOKENS <= scorer.max_batch_tokens <= default_batch_tokens(lm.device)
     logits = scorer.class_logits(prompts, sentences)
     assert logits.device.type == "cpu" and logits.shape == (3, len(sentences), 2)
     torch.testing.assert_close(logits, on_cpu.class_logits(prompts, sentences), atol=1e-3, rtol=1e-3)
@@ -188,3 +191,104 @@ def test_training_end_to_end_on_an_accelerator(accelerator, dtype, tiny_llama_di
     result = train(config, progress_bar=False)
     assert PromptFile.load(result.path).dtype == dtype
     assert result.baselines["test"]["learned"].accuracy == result.prompt_file.accuracy["test"]
+
+
+def _on_device(monkeypatch) -> list[str]:
+    """The device type of every scoring call of the run (recorded)."""
+    from rlprompt.scoring import Scorer
+
+    seen: list[str] = []
+    original = Scorer.class_logits
+
+    def recording(self, prompts, sentences):
+        seen.append(self.device.type)
+        return original(self, prompts, sentences)
+
+    monkeypatch.setattr(Scorer, "class_logits", recording)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(algo="ppo"),
+        dict(algo="a2c"),
+        dict(algo="sql"),
+        dict(algo="random"),
+        dict(algo="ppo", min_length=1),  # variable length
+        dict(algo="sql", min_length=0),
+        dict(algo="ppo", calibration="train-mean"),
+        dict(algo="ppo", fluency_weight=0.5),
+        dict(algo="ppo", vocabulary="top-50"),
+    ],
+    ids=lambda settings: "-".join(f"{k}={v}" for k, v in settings.items()),
+)
+def test_every_method_and_setting_trains_on_an_accelerator(accelerator, settings, tiny_llama_dir, tmp_path, monkeypatch) -> None:
+    from rlprompt.artifact import PromptFile
+    from rlprompt.config import TrainConfig
+    from rlprompt.train import train
+
+    seen = _on_device(monkeypatch)
+    config = TrainConfig(
+        target_lm=str(tiny_llama_dir), steps=2, num_prompts=4, prompt_length=2, adapter_hidden=16, top_k=3,
+        runs_dir=str(tmp_path), run_name="run", device=accelerator, **settings,
+    )
+    result = train(config, progress_bar=False)
+    assert seen and set(seen) == {torch.device(accelerator).type}
+    assert PromptFile.load(result.path).dtype == dtype_name(resolve_dtype("auto", torch.device(accelerator)))
+    assert result.baselines["test"]["learned"].accuracy == result.prompt_file.accuracy["test"]
+
+
+def test_resume_on_an_accelerator(accelerator, tiny_llama_dir, tmp_path) -> None:
+    import json
+
+    from rlprompt.config import TrainConfig
+    from rlprompt.train import resume_config, train
+
+    config = TrainConfig(
+        target_lm=str(tiny_llama_dir), steps=2, num_prompts=4, prompt_length=2, adapter_hidden=16,
+        runs_dir=str(tmp_path), run_name="run", device=accelerator, evaluate_test=False,
+    )
+    train(config, progress_bar=False)
+    result = train(resume_config(tmp_path / "run", steps=4), progress_bar=False, resume=True)
+    history = json.loads((tmp_path / "run" / "history.json").read_text(encoding="utf-8"))
+    assert [row["batch"] for row in history] == [1, 2, 3, 4]
+    assert result.prompt_file.budget["steps"] == 4
+
+
+def test_transfer_on_an_accelerator_matches_the_cpu(accelerator, tiny_llama_dir, tiny_gpt2_dir) -> None:
+    from rlprompt.tasks import load_task
+    from rlprompt.transfer import transfer_matrix
+    from tests.rlprompt.test_transfer import _prompt_file
+
+    llama, gpt2 = str(tiny_llama_dir), str(tiny_gpt2_dir)
+    files = [_prompt_file("the food was great", llama, "train-mean"), _prompt_file("overall it was", gpt2, "train-mean")]
+    on_device = transfer_matrix(files, ["a", "b"], [llama, gpt2], split="dev", device=accelerator, dtype="fp32")
+    on_cpu = transfer_matrix(files, ["a", "b"], [llama, gpt2], split="dev", device="cpu", dtype="fp32")
+    one_example = 1 / len(load_task("demo").dev)
+    for device_row, cpu_row in zip(on_device, on_cpu):
+        for spec in (llama, gpt2):
+            # fp32 on both; a near-tie of the tiny random models may flip one example.
+            assert abs(device_row.accuracy[spec] - cpu_row.accuracy[spec]) <= one_example + 1e-9
+
+
+def test_a_scoring_pass_at_the_bound_stays_within_the_memory_plan(accelerator, tiny_llama_dir) -> None:
+    """The planned bytes per token (rlprompt.devices.scoring_bytes_per_token) cover a real pass."""
+    from rlprompt.devices import scoring_bytes_per_token
+    from rlprompt.models import load_model
+    from rlprompt.scoring import Scorer
+    from rlprompt.tasks import load_task
+
+    if not accelerator.startswith("cuda"):
+        pytest.skip("peak memory is read from the CUDA allocator")
+    lm = load_model(str(tiny_llama_dir), "auto", accelerator)
+    task = load_task("demo")
+    sentences = [e.text for e in task.train + task.dev]
+    prompts = [f"prompt number {i} was" for i in range(64)]
+    scorer = Scorer(lm, task.template, task.verbalizers, prefix_cache=False)
+    torch.cuda.synchronize(lm.device)
+    torch.cuda.reset_peak_memory_stats(lm.device)
+    before = torch.cuda.memory_allocated(lm.device)
+    scorer.class_logits(prompts, sentences)
+    peak = torch.cuda.max_memory_allocated(lm.device) - before
+    assert 0 < peak <= scorer.max_batch_tokens * scoring_bytes_per_token(lm.model.config, lm.dtype.itemsize)
