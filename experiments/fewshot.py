@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from experiments import worker_cache
 from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, run_cells
 from rlprompt.artifact import write_json_atomic
 from rlprompt.config import TrainConfig
@@ -148,6 +149,10 @@ def test_set(task: Task) -> list:
     return sorted(task.test[:: TEST_STRIDE.get(task.name, 1)], key=lambda example: len(example.text))
 
 
+WORKER_HARNESS = "experiments.fewshot:Experiment"
+"""What a Ray worker makes once and runs its cells on (by import name: under ``python -m`` this module is ``__main__``)."""
+
+
 class Experiment:
     """Runs cells, keeps the finished ones on disk and reuses what is shared between cells.
 
@@ -255,7 +260,7 @@ class Experiment:
             self._record(key, result)
             out.append(result)
 
-        run_one = self.timed_cell if ray_address is None else functools.partial(_cell_in_worker, self.spec())
+        run_one = self.timed_cell if ray_address is None else functools.partial(worker_cache.run_cell, WORKER_HARNESS, "timed_cell", self.spec())
         run_cells(cells, run_one, record, needs=self.needs, done=self.finished(), ray_address=ray_address, resources=resources)
         return out
 
@@ -402,19 +407,6 @@ class Experiment:
             scorer = Scorer(self.models.get(target), task.template, task.verbalizers, keep_all_prefixes=True)
             self._test_scorer = (setting, scorer)
         return self._test_scorer[1]
-
-
-_WORKER_EXPERIMENTS: dict[str, Experiment] = {}
-"""A Ray worker's experiments, kept between cells so its models and test prefixes are reused."""
-
-
-def _cell_in_worker(spec: dict, key: tuple, done: dict[tuple, CellResult]) -> CellResult:
-    """One cell in a Ray worker (a top-level function, so it pickles)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    name = json.dumps(spec, default=str, sort_keys=True)
-    if name not in _WORKER_EXPERIMENTS:
-        _WORKER_EXPERIMENTS[name] = Experiment(**spec)
-    return _WORKER_EXPERIMENTS[name].timed_cell(key, done)
 
 
 def calibration_of(template: str) -> str:

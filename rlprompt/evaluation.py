@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
+from rlprompt.errors import RLPromptError
 from rlprompt.scoring.base import ClassScorer
 from rlprompt.tasks import Example
+
+SHOWN_PROMPT_CHARACTERS = 60
+"""How much of a prompt a table shows (files and ``--output`` keep the whole text)."""
+PROGRESS_TOKENS = 100_000
+"""Tokens of scoring work (pairs x filled-template length) from which ``score_prompts`` shows a progress bar."""
+PROGRESS_STEPS = 20
+"""About how many updates the progress bar makes (the examples are scored in this many chunks)."""
 
 
 @dataclass
@@ -18,11 +28,84 @@ class PromptScore:
     per_class_accuracy: list[float]
 
 
-def score_prompts(scorer: ClassScorer, prompts: Sequence[str], examples: Sequence[Example]) -> list[PromptScore]:
-    """Accuracy (overall and per gold class) of each prompt, through ``evaluate``."""
+def shorten(text: str, limit: int = SHOWN_PROMPT_CHARACTERS) -> str:
+    """``repr(text)`` for a table, cut in the middle with its length when longer than ``limit`` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    half = limit // 2
+    return f"{text[:half]!r}...{text[-half:]!r} ({len(text):,} characters)"
+
+
+def _innermost(scorer: ClassScorer) -> object:
+    """The backend under wrappers such as calibration (each keeps the one it wraps as ``.scorer``)."""
+    while hasattr(scorer, "scorer"):
+        scorer = scorer.scorer
+    return scorer
+
+
+def scorer_description(scorer: ClassScorer) -> str | None:
+    """What a served backend says it is (``served model M at URL``); None for a model loaded here."""
+    return getattr(_innermost(scorer), "description", None)
+
+
+def check_prompts_fit(scorer: ClassScorer, prompts: Sequence[str], sentences: Sequence[str]) -> list[int] | None:
+    """Raise one line, before any scoring, when a prompt with the template and the longest input
+    does not fit the target's context window; else the tokens each prompt's longest pair needs
+    (None for a backend that cannot count them, such as a served one).
+
+    Raises:
+        RLPromptError: Naming the prompt, the window it would need and the one the target has.
+    """
+    inner = _innermost(scorer)
+    if not hasattr(inner, "context_need") or not sentences:
+        return None
+    # A calibrated scorer also scores its reference inputs (the train split) with every prompt.
+    reference = list(getattr(scorer, "reference", ()))
+    needs, window = inner.context_need(prompts, [*sentences, *reference])
+    name = getattr(getattr(inner, "lm", None), "name", "the target")
+    for prompt, need in zip(prompts, needs):
+        if window is not None and need > window:
+            raise RLPromptError(
+                f"prompt {shorten(prompt)} does not fit {name}: with the template and the longest input it needs a context window "
+                f"of {need:,} tokens, and {name}'s is {window:,}; shorten the prompt"
+            )
+    return needs
+
+
+def score_prompts(
+    scorer: ClassScorer, prompts: Sequence[str], examples: Sequence[Example], progress: bool | None = False
+) -> list[PromptScore]:
+    """Accuracy (overall and per gold class) of each prompt, through ``evaluate``.
+
+    Every prompt is first checked to fit the target's context window (:func:`check_prompts_fit`).
+
+    Args:
+        scorer: The target's scorer.
+        prompts: The prompts to score.
+        examples: The labelled inputs.
+        progress: A progress bar on stderr when the work is long (:data:`PROGRESS_TOKENS`): True
+            shows it there, None only when stderr is a terminal, False never.
+    """
     from rlprompt.metrics import accuracy
 
-    logits = scorer.class_logits(prompts, [example.text for example in examples])
+    sentences = [example.text for example in examples]
+    needs = check_prompts_fit(scorer, prompts, sentences)
+    work = sum(needs) * len(sentences) if needs else 0
+    show = work >= PROGRESS_TOKENS and (progress or (progress is None and sys.stderr.isatty()))
+    if show:
+        import torch
+        from tqdm.auto import tqdm
+
+        # Chunks of examples (each chunk scores every prompt), so the bar moves as pairs finish.
+        step = max(1, math.ceil(len(sentences) / PROGRESS_STEPS))
+        parts = []
+        with tqdm(total=len(sentences), desc=f"scoring {len(prompts)} prompt(s)", unit="input", file=sys.stderr) as bar:
+            for start in range(0, len(sentences), step):
+                parts.append(scorer.class_logits(prompts, sentences[start:start + step]))
+                bar.update(len(sentences[start:start + step]))
+        logits = torch.cat(parts, dim=1)
+    else:
+        logits = scorer.class_logits(prompts, sentences)
     references = [example.label for example in examples]
     scores = []
     for prompt, prompt_logits in zip(prompts, logits):

@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import mmap
 import os
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,13 +204,139 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
             raise
 
 
+GGUF_MAGIC = b"GGUF"
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+"""GGUF metadata value types of fixed size -> struct format (8 is a string, 9 an array)."""
+
+
+class _GGUFHeader:
+    """A cursor over a GGUF file's header that names the first thing the file is too short for."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.offset = data, 0
+
+    def unpack(self, fmt: str, what: str) -> tuple:
+        size = struct.calcsize("<" + fmt)
+        if self.offset + size > len(self.data):
+            raise EOFError(what)
+        values = struct.unpack_from("<" + fmt, self.data, self.offset)
+        self.offset += size
+        return values
+
+    def string(self, what: str) -> str:
+        (length,) = self.unpack("Q", what)
+        if self.offset + length > len(self.data):
+            raise EOFError(what)
+        self.offset += length
+        return self.data[self.offset - length:self.offset].decode("utf-8", errors="replace")
+
+    def value(self, kind: int, what: str) -> object:
+        if kind == 8:
+            return self.string(what)
+        if kind == 9:
+            item_kind, count = self.unpack("IQ", what)
+            if item_kind in _GGUF_SCALARS:
+                size = struct.calcsize("<" + _GGUF_SCALARS[item_kind]) * count
+                if self.offset + size > len(self.data):
+                    raise EOFError(what)
+                self.offset += size  # the arrays read here (a vocabulary's scores) are skipped, not parsed
+                return None
+            for _ in range(count):
+                self.value(item_kind, what)
+            return None
+        if kind not in _GGUF_SCALARS:
+            raise ValueError(f"unknown metadata value type {kind} in {what}")
+        return self.unpack(_GGUF_SCALARS[kind], what)[0]
+
+
+def check_gguf(path: Path) -> None:
+    """Raise one line if ``path`` is not a whole GGUF file: empty, another format, or cut short.
+
+    Reads the header (metadata and tensor table) and checks the file is long enough for every
+    tensor it lists, so a truncated download fails here, not deep in the conversion.
+
+    Raises:
+        RLPromptError: Naming the file and what is wrong with it.
+    """
+    where = f"model file '{path}'"
+    with path.open("rb") as handle:
+        if not path.stat().st_size:
+            raise RLPromptError(f"{where} is empty (0 bytes); a .gguf file starts with the bytes {GGUF_MAGIC!r}")
+        # Mapped, not read: only the header's pages are touched, not the hundreds of MB of weights.
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            _check_gguf_bytes(data, where)
+
+
+def _check_gguf_bytes(data, where: str) -> None:
+    import gguf
+
+    if data[:len(GGUF_MAGIC)] != GGUF_MAGIC:
+        raise RLPromptError(f"{where} is not a GGUF file: it starts with {data[:4]!r}, a .gguf file with {GGUF_MAGIC!r}")
+    header = _GGUFHeader(data)
+    try:
+        header.offset = len(GGUF_MAGIC)
+        (version,) = header.unpack("I", "the version")
+        if version not in (2, 3):
+            raise RLPromptError(f"{where} is GGUF version {version}; this reader knows versions 2 and 3 (a newer or corrupt file)")
+        tensor_count, field_count = header.unpack("QQ", "the counts")
+        alignment = 32
+        for index in range(field_count):
+            key = header.string(f"metadata entry {index}")
+            (kind,) = header.unpack("I", f"metadata '{key}'")
+            value = header.value(kind, f"metadata '{key}'")
+            if key == "general.alignment" and isinstance(value, int) and value > 0:
+                alignment = value
+        end = 0
+        tensors = []
+        for index in range(tensor_count):
+            name = header.string(f"tensor {index}'s name")
+            (dims,) = header.unpack("I", f"tensor '{name}'")
+            shape = header.unpack("Q" * dims, f"tensor '{name}'")
+            kind, offset = header.unpack("IQ", f"tensor '{name}'")
+            tensors.append((shape, kind, offset))
+        start = -(-header.offset // alignment) * alignment
+        for shape, kind, offset in tensors:
+            try:
+                block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
+            except (ValueError, KeyError):
+                continue  # a tensor type this gguf release does not know: its size is not checked
+            elements = 1
+            for dim in shape:
+                elements *= dim
+            end = max(end, start + offset + elements // block * size)
+    except EOFError as cut:
+        raise RLPromptError(f"{where} is truncated or corrupt: its {len(data):,} bytes end inside {cut} (download or copy it again)") from None
+    except ValueError as error:
+        raise RLPromptError(f"{where} is corrupt: {error}") from None
+    if end > len(data):
+        raise RLPromptError(f"{where} is truncated: its tensors need {end:,} bytes and it has {len(data):,} (download or copy it again)")
+
+
 def _load_gguf(gguf: Path, name: str, dtype: torch.dtype) -> LoadedModel:
+    if gguf.is_dir():
+        raise RLPromptError(f"model file '{gguf}' is a folder, not a .gguf file")
     if not gguf.is_file():
         raise RLPromptError(f"model file '{gguf}' does not exist")
     folder = _gguf_cache_folder(gguf)
     if not folder.exists():
-        _convert_gguf(gguf, folder)
+        check_gguf(gguf)
+        try:
+            _convert_gguf(gguf, folder)
+        except (ValueError, KeyError, struct.error, IndexError) as error:
+            # A whole file transformers cannot read (an architecture it does not convert, a corrupt field).
+            message = " ".join(str(error).split())[:200]
+            raise RLPromptError(f"model file '{gguf}' cannot be converted by transformers: {type(error).__name__}: {message}") from None
     return _load_folder(str(folder), name, dtype)
+
+
+def context_window(config: object) -> int | None:
+    """The most positions a model reads (its config's ``max_position_embeddings``, ``n_positions``
+    or ``max_seq_len``); None when its config names none."""
+    for name in ("max_position_embeddings", "n_positions", "max_seq_len", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

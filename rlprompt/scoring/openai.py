@@ -66,12 +66,13 @@ import logging
 import math
 import os
 import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import torch
@@ -89,6 +90,9 @@ WIDER_TOP_LOGPROBS = 1000
 """The N of the first wider retry: enough for most misses, and quick to return (0.1 s on llama-cpp-python, against 0.7 s for the whole vocabulary)."""
 MISSING_MARGIN = 1.0
 """How far below the smallest returned log-probability a verbalizer missing from the top-N is put."""
+NOT_OPENAI_STATUSES = (405, 501)
+"""Statuses that say the server does not have the OpenAI API at all (a plain web server answers 501 to a POST)."""
+SERVERS = "llama-cpp-python, vLLM, SGLang or llama.cpp's llama-server"
 SETTINGS = ("concurrency", "top_logprobs", "max_top_logprobs", "max_retries", "timeout", "api_key_env", "cache")
 """Settings a spec's query may carry (each also an ``RLPROMPT_OPENAI_<NAME>`` environment variable)."""
 
@@ -170,14 +174,26 @@ class ScoreCache:
         self.path = path
         self._lock = threading.Lock()
         self.entries: dict[str, tuple[list[float], int]] = {}
-        if path is not None and path.is_file():
-            with path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    try:
-                        row = json.loads(line)
-                        self.entries[row["key"]] = (list(row["scores"]), int(row.get("missing", 0)))
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue
+        if path is None:
+            return
+        if path.exists() and not path.is_file():
+            raise RLPromptError(f"served score cache {path} is not a file; set cache=PATH to a file, or cache=off")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a+b") as handle:
+                # A line cut by a kill has no newline: end it, so the next pair starts a line of its own.
+                if handle.seek(0, os.SEEK_END) and (handle.seek(-1, os.SEEK_END) is None or handle.read(1) != b"\n"):
+                    handle.write(b"\n")
+        except OSError as error:
+            raise RLPromptError(f"served score cache {path} cannot be written ({error.strerror or error}); set cache=PATH elsewhere, or cache=off") from None
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    row = json.loads(line)
+                    scores = [float(value) for value in row["scores"]]
+                    self.entries[str(row["key"])] = (scores, int(row.get("missing", 0)))
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue  # a line cut short, or not ours: that pair is scored again
 
     @staticmethod
     def key(base_url: str, model: str, text: str, verbalizers: Sequence[str]) -> str:
@@ -232,12 +248,19 @@ class OpenAIScorer:
         self.missing = 0
         """Pairs where a verbalizer was outside the returned top-N and got the fallback score."""
         self.cache = ScoreCache(cache_path)
+        self.served: list[str] | None = None
+        """The model ids the server's ``/v1/models`` lists (None if it has no such endpoint)."""
         self._check_server()
         self._check_verbalizers()
 
     @property
     def num_classes(self) -> int:
         return len(self.verbalizers)
+
+    @property
+    def description(self) -> str:
+        """What scores, for report headers: the served model and where (no local dtype applies)."""
+        return f"served model {self.target.model} at {self.target.base_url}"
 
     # -- errors -------------------------------------------------------------------------
 
@@ -250,6 +273,10 @@ class OpenAIScorer:
             return RLPromptError(f"cannot connect to {where} (connection refused or unreachable); is the server running, and is the URL right?")
         if isinstance(error, openai.AuthenticationError):
             return RLPromptError(f"{where} refused the API key (401); set the environment variable {self.target.api_key_env} (or name another with api_key_env=)")
+        if isinstance(error, openai.APIStatusError) and error.status_code in NOT_OPENAI_STATUSES:
+            request = getattr(error, "request", None)
+            what = f"{getattr(request, 'method', '')} {getattr(request, 'url', 'a request')}".strip()
+            return self._not_openai(f"{what} answered {error.status_code} ({_content_type(error.response)})")
         if isinstance(error, openai.NotFoundError):
             return RLPromptError(f"{where} answered 404 for model '{self.target.model}': the model is not served there, or the URL lacks /v1")
         if isinstance(error, openai.APIStatusError):
@@ -257,17 +284,49 @@ class OpenAIScorer:
             return RLPromptError(f"{where} answered {error.status_code}: {message}")
         return RLPromptError(f"{where}: {type(error).__name__}: {error}")
 
-    def _check_server(self) -> None:
-        """One request that finds a wrong URL, key or model name before any scoring."""
+    def _not_openai(self, what: str) -> RLPromptError:
+        return RLPromptError(
+            f"the target server at {self.target.base_url} is not an OpenAI-compatible server: {what}; "
+            f"give the /v1 API root of a server such as {SERVERS}"
+        )
+
+    def _read_json(self, response: Any, what: str) -> Any:
+        """The JSON body of a streamed ``response``, read within the timeout as a whole (a server that
+        drips its answer a byte at a time is stopped), or one line saying why it is not JSON."""
+        body = _read_within(response.iter_bytes(), time.monotonic() + self.target.timeout)
+        if body is None:
+            raise RLPromptError(
+                f"the target server at {self.target.base_url} did not finish its answer to {what} within {self.target.timeout:g} s "
+                "(it sends too slowly, or hangs mid-answer); raise timeout= if it is only slow"
+            )
+        kind = _content_type(response)
         try:
-            served = [m.id for m in self._client.with_options(max_retries=1).models.list().data]
-        except self._openai.NotFoundError:
-            served = None  # a server without /v1/models: the first completion will tell
+            return json.loads(body)
+        except ValueError:
+            snippet = " ".join(body[:80].decode("utf-8", errors="replace").split())
+            shown = "an empty body" if not body.strip() else f"{kind}, not JSON ({snippet!r})"
+            raise self._not_openai(f"{what} answered {response.status_code} with {shown}") from None
+
+    def _check_server(self) -> None:
+        """One request that finds a wrong URL, key or model name, or a server without the OpenAI API, before any scoring."""
+        what = f"GET {self.target.base_url}/models"
+        try:
+            with self._client.with_options(max_retries=1).models.with_streaming_response.list() as response:
+                body = self._read_json(response, what)
+        except self._openai.NotFoundError as error:
+            if "json" not in _content_type(error.response):
+                # FastAPI servers (vLLM, SGLang, llama-cpp-python) and llama-server answer 404 in JSON; a web page is not one of them.
+                raise self._not_openai(f"{what} answered 404 with {_content_type(error.response)}") from None
+            return  # an API server without /v1/models: the first completion will tell
         except self._openai.OpenAIError as error:
             raise self._error(error) from None
+        models = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in models):
+            raise self._not_openai(f"{what} answered JSON without a list of models under 'data' ({json.dumps(body)[:80]!r})")
+        self.served = [m["id"] for m in models]
         # llama-cpp-python answers any model name with its one model, so the name is checked here.
-        if served and self.target.model not in served:
-            raise RLPromptError(f"model '{self.target.model}' is not served at {self.target.base_url}; it serves: {', '.join(served)}")
+        if self.served and self.target.model not in self.served:
+            raise RLPromptError(f"model '{self.target.model}' is not served at {self.target.base_url}; it serves: {', '.join(self.served)}")
 
     def _server_tokens(self, text: str) -> list[int] | None:
         """Ids of ``text`` from the server's tokenize endpoint, without special tokens; None if it has none."""
@@ -280,8 +339,9 @@ class OpenAIScorer:
             request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=self.target.timeout) as response:
-                    tokens = json.loads(response.read()).get("tokens")
-            except (urllib.error.URLError, OSError, ValueError):
+                    body = _read_within(iter(lambda: response.read1(65536), b""), time.monotonic() + self.target.timeout)
+                tokens = json.loads(body).get("tokens") if body is not None else None
+            except (urllib.error.URLError, OSError, ValueError, AttributeError):
                 continue
             if isinstance(tokens, list) and all(isinstance(t, int) for t in tokens):
                 return tokens
@@ -355,8 +415,12 @@ class OpenAIScorer:
         """The top-``n`` next-token log-probabilities after ``text``; None when a ``probe`` with a larger N is refused."""
         with self._count_lock:
             self.requests += 1
+        what = f"POST {self.target.base_url}/completions"
         try:
-            response = self._client.completions.create(model=self.target.model, prompt=text, max_tokens=1, temperature=0.0, logprobs=n)
+            with self._client.completions.with_streaming_response.create(
+                model=self.target.model, prompt=text, max_tokens=1, temperature=0.0, logprobs=n
+            ) as response:
+                body = self._read_json(response, what)
         except self._openai.BadRequestError as error:
             if probe:
                 # vLLM refuses N above --max-logprobs with 400: the ladder stops below it.
@@ -372,14 +436,57 @@ class OpenAIScorer:
             raise self._error(error) from None
         except self._openai.OpenAIError as error:
             raise self._error(error) from None
-        choice = response.choices[0] if response.choices else None
-        logprobs = getattr(choice, "logprobs", None)
-        top = getattr(logprobs, "top_logprobs", None) or []
-        if not top or not top[0]:
+        return self._logprobs_of(body, what)
+
+    def _logprobs_of(self, body: Any, what: str) -> dict[str, float]:
+        """The first token's top log-probabilities in a completion answer: the completions format
+        (``logprobs.top_logprobs[0]``, a token -> value object) or the chat format some servers
+        return on ``/v1/completions`` too (``logprobs.content[0].top_logprobs``, a list of
+        ``{"token", "logprob"}``); one line for anything else."""
+        if not isinstance(body, dict):
+            raise self._not_openai(f"{what} answered a JSON {type(body).__name__}, not a completion object")
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            error = body.get("error")
+            if error:
+                message = error.get("message", error) if isinstance(error, dict) else error
+                raise RLPromptError(f"the target server at {self.target.base_url} answered {what} with an error: {' '.join(str(message).split())[:200]}")
+            raise self._not_openai(f"{what} answered JSON without 'choices' ({json.dumps(body)[:80]!r})")
+        logprobs = choices[0].get("logprobs")
+        top: object = None
+        if isinstance(logprobs, dict) and isinstance(logprobs.get("top_logprobs"), list) and logprobs["top_logprobs"]:
+            top = logprobs["top_logprobs"][0]
+        elif isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list) and logprobs["content"]:
+            first = logprobs["content"][0]
+            entries = first.get("top_logprobs") if isinstance(first, dict) else None
+            if isinstance(entries, list):
+                top = {e["token"]: e["logprob"] for e in entries if isinstance(e, dict) and isinstance(e.get("token"), str) and "logprob" in e}
+        values = {
+            token: float(value) for token, value in (top.items() if isinstance(top, dict) else ())
+            if isinstance(token, str) and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        }
+        if not values:
             raise RLPromptError(
-                f"the target server at {self.target.base_url} returned no logprobs for /v1/completions; it must support logprobs=N (llama-cpp-python, vLLM, SGLang, llama.cpp do)"
+                f"the target server at {self.target.base_url} returned no logprobs for /v1/completions; it must support logprobs=N ({SERVERS} do)"
             )
-        return {token: float(value) for token, value in top[0].items() if value is not None and math.isfinite(value)}
+        return values
+
+
+def _content_type(response: Any) -> str:
+    """A response's media type (``text/html``), or ``no content type``."""
+    headers = getattr(response, "headers", None) or {}
+    return (headers.get("content-type") or "no content type").split(";")[0].strip()
+
+
+def _read_within(chunks: Any, deadline: float) -> bytes | None:
+    """The bytes of ``chunks`` (an iterator of what the socket delivers), or None once ``deadline``
+    (a ``time.monotonic()``) passes: the client's timeout bounds each read, not a whole answer."""
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if time.monotonic() > deadline:
+            return None
+    return bytes(body)
 
 
 def _local_tokens(model: str, text: str) -> list[int] | None:

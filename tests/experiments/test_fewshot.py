@@ -82,3 +82,34 @@ def test_check_re_runs_a_cell_and_finds_the_same_prompt(experiment, tiny_llama_d
     experiment.run([(target, "sst-2", 1, "paper", "rl")])
     assert fewshot._check(experiment, f"{target}/sst-2/1/paper/rl") == 0
     assert "same prompt" in capsys.readouterr().out
+
+
+def test_a_workers_second_cell_reuses_the_first_cells_model_and_test_prefixes(tmp_path, demo_split_root, tiny_llama_dir, monkeypatch) -> None:
+    """What ``--ray`` ships is pickled by reference, so a worker's cache survives between its cells:
+    the second cell loads no model and builds no test prefixes again."""
+    import functools
+
+    from experiments import worker_cache
+    from rlprompt import models
+    from rlprompt.scoring import prefix_cache
+
+    experiment = fewshot.Experiment(demo_split_root, tmp_path / "work", tmp_path / "results", budget=8, num_prompts=4)
+    shipped = functools.partial(worker_cache.run_cell, fewshot.WORKER_HARNESS, "timed_cell", experiment.spec())
+    cloudpickle = pytest.importorskip("ray.cloudpickle", reason="cloudpickle comes with Ray, an optional extra")
+    in_worker = cloudpickle.loads(cloudpickle.dumps(shipped))
+    assert in_worker.func is worker_cache.run_cell, "shipped by reference: the worker's own module and its cache"
+
+    loads, prefix_builds = [], []
+    original_load, original_compute = models.load_model, prefix_cache.PrefixState.compute
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: loads.append(a[0]) or original_load(*a, **k))
+    monkeypatch.setattr(prefix_cache.PrefixState, "compute", staticmethod(lambda *a, **k: prefix_builds.append(len(a[1])) or original_compute(*a, **k)))
+    monkeypatch.setattr(worker_cache, "_HARNESSES", {})
+    target = str(tiny_llama_dir)
+    first = in_worker((target, "sst-2", 1, "paper", "empty"), {})
+    builds_after_first = list(prefix_builds)
+    second = cloudpickle.loads(cloudpickle.dumps(shipped))((target, "sst-2", 1, "paper", "manual"), {})
+    assert loads == [target], "the model is loaded once, by the first cell"
+    test_size = first.test_examples
+    assert test_size in builds_after_first
+    assert test_size not in prefix_builds[len(builds_after_first):], "the second cell reuses the test prefixes"
+    assert (first.prompt, second.prompt) == ("", "It was") and len(worker_cache._HARNESSES) == 1

@@ -317,3 +317,21 @@ def test_a_run_against_a_server_reports_its_requests(tiny_llama_dir, tmp_path) -
         after_first = server.completions
         resumed = train(replace(config, steps=3), progress_bar=False, resume=True)
         assert resumed.prompt_file.budget["server_requests"] == server.completions > after_first
+
+
+def test_eval_header_names_the_served_model_not_a_local_dtype(tmp_path) -> None:
+    from rlprompt.artifact import PromptFile, TaskSpec
+    from tests.rlprompt.test_cli import run_cli
+
+    prompt = tmp_path / "p.json"
+    PromptFile(
+        prompt="It was", token_ids=[1], tokenizer="t", target_lm="t", task=TaskSpec("demo", "{sentence} {prompt} {mask}", VERBALIZERS, ["negative", "positive"], "It was"),
+        accuracy={}, budget={}, seed=0, versions={},
+    ).save(prompt)
+    with FakeServer() as server:
+        result = run_cli("eval", "--prompt", prompt, "--target-lm", server.spec(cache="off"), "--split", "dev", "--output", tmp_path / "scores.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0]
+    assert header.startswith(f"demo dev (32 examples) on {server.spec(cache='off')} (served model fake-model at http://127.0.0.1:{server.port}/v1), template")
+    assert "fp32" not in header and "bf16" not in header
+    assert json.loads((tmp_path / "scores.json").read_text())["dtype"] is None
