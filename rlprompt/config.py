@@ -14,11 +14,11 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI (declared for 3.10 only)
     import tomli as tomllib
 
-from rlprompt.defaults import ADAPTER_HIDDEN, CORRECT_COEF, DEFAULT_MODEL, INCORRECT_COEF, PROMPT_LENGTH
+from rlprompt.defaults import ADAPTER_HIDDEN, CORRECT_COEF, DEFAULT_MODEL, INCORRECT_COEF, INSTRUCTION_LENGTH, PROMPT_LENGTH
 from rlprompt.devices import check_device_name, check_dtype_name, resolve_device
 from rlprompt.errors import RLPromptError
 from rlprompt.scoring.base import calibration_splits
-from rlprompt.search import check_search_method
+from rlprompt.search import TEXT_METHODS, check_search_method
 
 # (setting, smallest valid value, why), checked by TrainConfig.check.
 _LOWER_BOUNDS = (
@@ -30,6 +30,9 @@ _LOWER_BOUNDS = (
     ("n_epochs", 1, ""),
     ("ent_coef", 0, ""),
     ("adapter_hidden", 1, ""),
+    ("meta_examples", 0, ""),
+    ("lora_rank", 1, ""),
+    ("kl_coef", 0, ""),
     ("fluency_weight", 0, " (a negative weight would reward token salad)"),
     ("incorrect_coef", 0, ""),
     ("top_k", 1, ""),
@@ -40,7 +43,7 @@ _LOWER_BOUNDS = (
     ("min_length", 0, " (0: the empty prompt may be chosen)"),
 )
 # Settings that must be > 0.
-_POSITIVE = ("learning_rate", "correct_coef")
+_POSITIVE = ("learning_rate", "correct_coef", "temperature", "clip_range")
 
 
 @dataclass
@@ -72,8 +75,9 @@ class TrainConfig:
     policy_lm: str | None = None
     """Causal LM backbone of the policy; default: the target if it is a causal LM loaded here, else
     the default target model."""
-    prompt_length: int = PROMPT_LENGTH
-    """Tokens per prompt (the most, when min_length is smaller)."""
+    prompt_length: int | None = None
+    """Tokens per prompt (the most, when min_length is smaller); default: 5 for token policies, 48
+    for instruction writers (grpo, ape, opro), which end earlier at their end-of-turn token."""
     min_length: int | None = None
     """Fewest tokens per prompt: below prompt_length the policy also has an end-of-prompt action,
     so prompts of min_length..prompt_length tokens are searched (0: the empty prompt too, which
@@ -105,11 +109,27 @@ class TrainConfig:
     """Every this many steps, score the policy's most likely (greedy) prompt on train and dev; it
     enters the candidates (the paper's every 10); 0: never."""
     n_epochs: int = 4
-    """PPO epochs over each batch of prompts."""
+    """PPO and GRPO epochs over each batch of prompts."""
     ent_coef: float = 0.0
     """Entropy bonus (ppo, a2c)."""
     adapter_hidden: int = ADAPTER_HIDDEN
     """Width of the policy's adapter MLP (2048 in the paper)."""
+    task_description: str | None = None
+    """What the inputs are and what is asked, in one line, for an instruction writer's meta-prompt
+    (grpo, ape, opro); default: the preset's."""
+    meta_prompt: str | None = None
+    """A file with the instruction writer's meta-prompt, whose fields {description}, {labels},
+    {examples} and {instruction} are filled in; default: the built-in one."""
+    meta_examples: int = 4
+    """Labelled train examples shown in the instruction writer's meta-prompt."""
+    temperature: float = 1.0
+    """Sampling temperature of an instruction writer."""
+    lora_rank: int = 8
+    """Rank of the instruction writer's LoRA adapters (grpo)."""
+    kl_coef: float = 0.04
+    """Weight of the KL penalty to the untrained LM (grpo)."""
+    clip_range: float = 0.2
+    """Clipping of the probability ratio (grpo)."""
     reward: str = "gap"
     """Training reward: gap (the paper's) or accuracy."""
     correct_coef: float = CORRECT_COEF
@@ -141,6 +161,10 @@ class TrainConfig:
     max_batch_tokens: int | None = None
     """Memory bound of one scoring forward pass, in tokens; default: 16384 on a CPU, 65536 on CUDA."""
 
+    def __post_init__(self) -> None:
+        if self.prompt_length is None:
+            self.prompt_length = INSTRUCTION_LENGTH if self.algo in TEXT_METHODS else PROMPT_LENGTH
+
     def check(self) -> None:
         """Raise on values no run could use, before anything loads; also that the device exists."""
         self._check_types()
@@ -153,7 +177,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise RLPromptError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
-        for name in ("ent_coef", "fluency_weight", "incorrect_coef"):
+        if self.meta_prompt is not None:
+            from rlprompt.meta_prompt import read_meta_prompt
+
+            read_meta_prompt(self.meta_prompt)  # raises on a missing or malformed file
+        for name in ("ent_coef", "fluency_weight", "incorrect_coef", "kl_coef"):
             if not math.isfinite(getattr(self, name)):
                 raise RLPromptError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)!r}")
         if self.min_length is not None and self.min_length > self.prompt_length:
@@ -198,6 +226,10 @@ class TrainConfig:
             raise RLPromptError(f"config file '{path}' does not exist") from error
         except tomllib.TOMLDecodeError as error:
             raise RLPromptError(f"config file '{path}' is not valid TOML: {error}") from error
+        except UnicodeDecodeError as error:
+            raise RLPromptError(f"config file '{path}' is not UTF-8 text ({error.reason}); TOML files are UTF-8") from error
+        except OSError as error:  # a folder, or no permission
+            raise RLPromptError(f"config file '{path}' cannot be read: {error.strerror or error}") from error
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values, f"config file '{path}'")
 

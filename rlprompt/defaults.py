@@ -8,6 +8,8 @@ DEFAULT_MODEL = "smollm2-135m"
 """Target LM of the demo run, and the policy backbone when the target cannot be one."""
 PROMPT_LENGTH = 5
 """Tokens per prompt (the paper's 5)."""
+INSTRUCTION_LENGTH = 48
+"""The most tokens of an instruction an instruction writer (grpo, ape, opro) writes."""
 CORRECT_COEF = 200.0
 """Gap reward scale when the gold class wins (the paper's)."""
 INCORRECT_COEF = 180.0

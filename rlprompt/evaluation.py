@@ -9,11 +9,11 @@ from typing import Sequence
 
 from rlprompt.errors import RLPromptError
 from rlprompt.scoring.base import ClassScorer
-from rlprompt.tasks import Example
+from rlprompt.tasks import Example, Task
 
 SHOWN_PROMPT_CHARACTERS = 60
 """How much of a prompt a table shows (files and ``--output`` keep the whole text)."""
-PROGRESS_TOKENS = 100_000
+PROGRESS_TOKENS = 20_000
 """Tokens of scoring work (pairs x filled-template length) from which ``score_prompts`` shows a progress bar."""
 PROGRESS_STEPS = 20
 """About how many updates the progress bar makes (the examples are scored in this many chunks)."""
@@ -62,14 +62,43 @@ def check_prompts_fit(scorer: ClassScorer, prompts: Sequence[str], sentences: Se
     # A calibrated scorer also scores its reference inputs (the train split) with every prompt.
     reference = list(getattr(scorer, "reference", ()))
     needs, window = inner.context_need(prompts, [*sentences, *reference])
-    name = getattr(getattr(inner, "lm", None), "name", "the target")
+    _refuse_past_window(prompts, needs, window, getattr(getattr(inner, "lm", None), "name", "the target"))
+    return needs
+
+
+def check_prompts_fit_before_loading(target: str, task: Task, prompts: Sequence[str], sentences: Sequence[str]) -> None:
+    """:func:`check_prompts_fit` from the target's tokenizer and config alone, before its weights
+    load: a prompt that cannot fit is refused in the seconds the imports take. Nothing is checked
+    for a served target, or a model whose tokenizer is not at hand without loading it (the check
+    after loading still runs).
+
+    Raises:
+        RLPromptError: As :func:`check_prompts_fit`.
+    """
+    from rlprompt.models import context_window, model_kind, tokenizer_and_config
+    from rlprompt.scoring.base import is_local
+    from rlprompt.scoring.encoding import TemplateEncoder
+
+    try:
+        loaded = tokenizer_and_config(target) if is_local(target) and sentences else None
+    except Exception:  # a broken model folder is the loader's to report, in its own words
+        loaded = None
+    if loaded is None:
+        return
+    tokenizer, config = loaded
+    kind = model_kind(config)
+    encoder = TemplateEncoder(tokenizer, kind, task.for_target(kind).template)
+    needs = [max(len(pair.prefix) + len(pair.suffix) for pair in (encoder.encode(s, p) for s in sentences)) for p in prompts]
+    _refuse_past_window(prompts, needs, context_window(config), target)
+
+
+def _refuse_past_window(prompts: Sequence[str], needs: Sequence[int], window: int | None, name: str) -> None:
     for prompt, need in zip(prompts, needs):
         if window is not None and need > window:
             raise RLPromptError(
                 f"prompt {shorten(prompt)} does not fit {name}: with the template and the longest input it needs a context window "
                 f"of {need:,} tokens, and {name}'s is {window:,}; shorten the prompt"
             )
-    return needs
 
 
 def score_prompts(

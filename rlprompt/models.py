@@ -29,7 +29,7 @@ from typing import Callable, Literal
 
 import torch
 
-from rlprompt.devices import resolve_device, resolve_dtype
+from rlprompt.devices import check_fits_on_device, resolve_device, resolve_dtype
 from rlprompt.errors import RLPromptError
 
 logger = logging.getLogger(__name__)
@@ -329,6 +329,27 @@ def _load_gguf(gguf: Path, name: str, dtype: torch.dtype) -> LoadedModel:
     return _load_folder(str(folder), name, dtype)
 
 
+def tokenizer_and_config(spec: str) -> tuple[object, object] | None:
+    """The tokenizer and transformers config of a local model, without its weights (a second, not
+    the weights' load), for checks that can refuse bad input before anything heavy loads.
+
+    None when that is not cheap or not possible: a hub id, a missing path, or a GGUF file not yet
+    converted (its first load converts it anyway).
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    gguf = OFFLINE_MODELS[spec].locate() if spec in OFFLINE_MODELS and OFFLINE_MODELS[spec].installed() else (
+        Path(spec).expanduser() if spec.endswith(".gguf") else None
+    )
+    if gguf is not None:
+        folder = _gguf_cache_folder(gguf) if gguf.is_file() else None
+    else:
+        folder = Path(spec).expanduser()
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    return AutoTokenizer.from_pretrained(str(folder)), AutoConfig.from_pretrained(str(folder))
+
+
 def context_window(config: object) -> int | None:
     """The most positions a model reads (its config's ``max_position_embeddings``, ``n_positions``
     or ``max_seq_len``); None when its config names none."""
@@ -397,6 +418,7 @@ def load_model(spec: str, dtype: str | torch.dtype = "auto", device: str | torch
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     dtype = resolve_dtype(dtype, device) if isinstance(dtype, str) else dtype
     lm = _load(spec, dtype)
+    check_fits_on_device(lm.model, device, spec)  # one line, before the weights move there
     lm.model.to(device)
     return lm
 

@@ -86,8 +86,9 @@ class PromptSelector:
         """Seconds of search so far, across resumed runs."""
         return self._seconds_before + time.monotonic() - self._started
 
-    def add(self, infos: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Take one batch of env infos; returns the finished prompts' infos (empty if none)."""
+    def add(self, infos: Sequence[dict[str, Any]], stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Take one batch of env infos; returns the finished prompts' infos (empty if none).
+        ``stats``: the method's own numbers for this batch, recorded in its ``history`` row."""
         finished = [info for info in infos if "prompt" in info]
         if not finished:
             return finished
@@ -101,7 +102,7 @@ class PromptSelector:
         self.candidates = {c.prompt: c for c in kept}
         self._score_on_dev([c for c in kept if c.dev_accuracy is None])
         self._challenge(max(kept, key=self._merit))
-        self.history.append({"batch": self.batches, "prompts_sampled": self.prompts_sampled, **self._progress(), "seconds": round(self.seconds, 3)})
+        self.history.append({"batch": self.batches, "prompts_sampled": self.prompts_sampled, **self._progress(), "seconds": round(self.seconds, 3), **(stats or {})})
         self.on_batch()
         return finished
 

@@ -37,6 +37,8 @@ MASKED_TEMPLATE = "{sentence} {prompt} {mask} ."
 SPLITS = ("train", "dev", "test")
 DATA_SUFFIXES = (".tsv", ".csv", ".jsonl")
 DEMO_DIR = Path(__file__).parent / "data" / "demo_sentiment"
+GENERIC_DESCRIPTION = "Each input is a text; the task is to tell which label it has."
+"""The task description of a task without a preset (``--task-description`` gives a better one)."""
 TARGET_KINDS = ("causal", "masked")
 """The kinds of target LM a preset has a format for (see :data:`rlprompt.models.ModelKind`)."""
 
@@ -66,6 +68,10 @@ class TaskPreset:
     label_names: tuple[str, ...]
     causal: TaskFormat
     masked: TaskFormat
+    description: str = ""
+    """One line saying what the inputs are and what is asked, for an instruction writer's meta-prompt."""
+    instruction: str = ""
+    """A hand-written instruction that goes before the input (a prompt-first template's baseline)."""
 
     def format_for(self, kind: str) -> TaskFormat:
         """The format for a target of ``kind`` (``"causal"`` or ``"masked"``).
@@ -86,12 +92,16 @@ def _preset(
     *,
     causal_prompt: str | None = None,
     masked_template: str = MASKED_TEMPLATE,
+    description: str = "",
+    instruction: str = "",
 ) -> TaskPreset:
     """A preset whose causal format uses :data:`DEFAULT_TEMPLATE` (the paper's GPT-2 template)."""
     return TaskPreset(
         tuple(label_names),
         causal=TaskFormat(DEFAULT_TEMPLATE, tuple(causal_words), manual_prompt if causal_prompt is None else causal_prompt),
         masked=TaskFormat(masked_template, tuple(masked_words), manual_prompt),
+        description=description,
+        instruction=instruction,
     )
 
 
@@ -120,13 +130,23 @@ _DBPEDIA_WORDS = (
     " Natural", " Village", " Animal", " Plant", " Album", " Film", " Written",
 )
 
+
+
+def _sentiment(inputs: str, answers: str) -> dict[str, str]:
+    """The description and hand-written instruction of a sentiment preset."""
+    return {
+        "description": f"Each input is {inputs}; the task is to tell whether its sentiment is {answers}.",
+        "instruction": f"Classify the sentiment of the review as {answers}.",
+    }
+
+
 PRESETS: dict[str, TaskPreset] = {
-    "sst-2": _preset(*_BINARY_SENTIMENT),
-    "yelp-2": _preset(*_BINARY_SENTIMENT),
-    "mr": _preset(*_BINARY_SENTIMENT),
-    "cr": _preset(*_BINARY_SENTIMENT),
-    "sst-5": _preset(*_FIVE_SENTIMENT),
-    "yelp-5": _preset(*_FIVE_SENTIMENT),
+    "sst-2": _preset(*_BINARY_SENTIMENT, **_sentiment("a sentence from a movie review", "positive or negative")),
+    "yelp-2": _preset(*_BINARY_SENTIMENT, **_sentiment("a Yelp review of a business", "positive or negative")),
+    "mr": _preset(*_BINARY_SENTIMENT, **_sentiment("a sentence from a movie review", "positive or negative")),
+    "cr": _preset(*_BINARY_SENTIMENT, **_sentiment("a customer review of a product", "positive or negative")),
+    "sst-5": _preset(*_FIVE_SENTIMENT, **_sentiment("a sentence from a movie review", "very negative, negative, neutral, positive or very positive")),
+    "yelp-5": _preset(*_FIVE_SENTIMENT, **_sentiment("a Yelp review of a business", "very negative, negative, neutral, positive or very positive")),
     # The paper reads AG News' label first: "<mask> News: <sentence>" is its manual template. A
     # causal LM reads it last, so its manual prompt names what the next word is.
     "agnews": _preset(
@@ -136,11 +156,19 @@ PRESETS: dict[str, TaskPreset] = {
         "News:",
         causal_prompt="Topic:",
         masked_template="{mask} {prompt} {sentence}",
+        description="Each input is a news article; the task is to tell its topic: world news, sports, business, or science and technology.",
+        instruction="Classify the news article by its topic: World, Sports, Business or Tech.",
     ),
-    "subj": _preset(("subjective", "objective"), (" subjective", " objective"), (" subjective", " objective"), "This is"),
+    "subj": _preset(
+        ("subjective", "objective"), (" subjective", " objective"), (" subjective", " objective"), "This is",
+        description="Each input is a sentence from a movie review or plot summary; the task is to tell whether it states an opinion or a fact.",
+        instruction="Say whether the sentence is subjective (an opinion) or objective (a fact).",
+    ),
     # TREC's manual template in the paper has no words ("<mask>: <sentence>"); the prompt is ours.
     "trec": _preset(
-        ("Description", "Entity", "Abbreviation", "Human", "Location", "Number"), _TREC_WORDS, _TREC_WORDS, "Answer type:"
+        ("Description", "Entity", "Abbreviation", "Human", "Location", "Number"), _TREC_WORDS, _TREC_WORDS, "Answer type:",
+        description="Each input is a question; the task is to tell what type of answer it asks for.",
+        instruction="Say what type of answer the question asks for: a description, an entity, an expression, a human, a location or a number.",
     ),
     # The paper's Yahoo words have no leading space for RoBERTa (run.sh: --skip_u0120).
     "yahoo": _preset(
@@ -152,6 +180,8 @@ PRESETS: dict[str, TaskPreset] = {
         _YAHOO_WORDS,
         "Topic",
         causal_prompt="Topic:",
+        description="Each input is a question from Yahoo! Answers; the task is to tell its topic.",
+        instruction="Classify the question by its topic.",
     ),
     "dbpedia": _preset(
         (
@@ -163,6 +193,8 @@ PRESETS: dict[str, TaskPreset] = {
         "Category",
         causal_prompt="Category:",
         masked_template="{prompt} {mask} : {sentence}",
+        description="Each input is the opening of a Wikipedia article; the task is to tell what category of thing it is about.",
+        instruction="Classify the Wikipedia article by the category of its subject.",
     ),
 }
 PRESETS["demo"] = PRESETS["sst-2"]
@@ -188,6 +220,10 @@ class Task:
     """The known task's formats, when it is one; :meth:`for_target` picks among them."""
     overridden: frozenset[str] = frozenset()
     """Which of ``template``, ``verbalizers`` and ``manual_prompt`` the user set: a target never changes those."""
+    description: str = GENERIC_DESCRIPTION
+    """What the inputs are and what is asked, for an instruction writer's meta-prompt."""
+    instruction: str = ""
+    """The instruction a writer starts from: the user's manual prompt, else the preset's hand-written one."""
 
     def for_target(self, kind: str) -> Task:
         """This task in the format of a target LM of ``kind`` (``"causal"`` or ``"masked"``).
@@ -304,6 +340,8 @@ def load_task(
         manual_prompt=manual_prompt if manual_prompt is not None else (base.manual_prompt if base else ""),
         preset=preset,
         overridden=frozenset(name for name, value in overridden.items() if value is not None),
+        description=preset.description if preset and preset.description else GENERIC_DESCRIPTION,
+        instruction=manual_prompt if manual_prompt is not None else (preset.instruction if preset else ""),
     )
     reader = _ExampleReader(label_names, text_column, label_column)
     if task.startswith("hf:"):
@@ -351,6 +389,14 @@ def _quoted_row(values: list[str], delimiter: str, columns: int) -> list[str]:
     return quoted if len(quoted) == columns else values
 
 
+_CONTROL_ESCAPES = {code: repr(chr(code))[1:-1] for code in [*range(32), 127, 0x85, 0x2028, 0x2029]}
+"""Line breaks and other control characters, written as escapes so an error naming them stays one line."""
+
+
+def _column_names(row: dict) -> str:
+    return ", ".join(str(name).translate(_CONTROL_ESCAPES) for name in row)
+
+
 class _ExampleReader:
     """Reads TSV/CSV/JSONL rows into examples, naming the file and line of any bad row."""
 
@@ -366,6 +412,11 @@ class _ExampleReader:
             rows = list(self._rows(path))
         except UnicodeDecodeError as error:
             raise RLPromptError(f"data file '{path}' is not UTF-8 text ({error.reason})") from error
+        except csv.Error as error:
+            # The csv module's own limits: a field past csv.field_size_limit() characters (131,072), for one.
+            raise RLPromptError(f"data file '{path}' cannot be read as {path.suffix[1:].upper()}: {error}") from error
+        except OSError as error:
+            raise RLPromptError(f"data file '{path}' cannot be read: {error.strerror or error}") from error
         read = [(line, self._example(path, line, row)) for line, row in rows]
         examples = [example for _, example in read if example is not None]
         # The paper's published 16-shot splits hold rows whose text is only whitespace: one
@@ -380,7 +431,8 @@ class _ExampleReader:
         return examples
 
     def _rows(self, path: Path):
-        with path.open(encoding="utf-8", newline="") as handle:
+        # utf-8-sig: a byte-order mark (spreadsheet exports write one) is not part of the first column's name.
+        with path.open(encoding="utf-8-sig", newline="") as handle:
             if path.suffix == ".jsonl":
                 for line, text in enumerate(handle, start=1):
                     if not text.strip():
@@ -418,9 +470,9 @@ class _ExampleReader:
         text_column = self.text_column or next((c for c in ("sentence", "text") if c in row), None)
         if text_column is None or text_column not in row:
             wanted = self.text_column or "sentence or text"
-            raise RLPromptError(f"{path} line {line}: no text column '{wanted}' (columns: {', '.join(map(str, row))}); set --text-column")
+            raise RLPromptError(f"{path} line {line}: no text column '{wanted}' (columns: {_column_names(row)}); set --text-column")
         if self.label_column not in row:
-            raise RLPromptError(f"{path} line {line}: no label column '{self.label_column}' (columns: {', '.join(map(str, row))}); set --label-column")
+            raise RLPromptError(f"{path} line {line}: no label column '{self.label_column}' (columns: {_column_names(row)}); set --label-column")
         text = str(row[text_column]).strip()
         if not text:
             return None

@@ -19,7 +19,7 @@ from rlprompt.artifact import Candidate, PromptFile, TaskSpec, library_versions,
 from rlprompt.builder import RunObjects, build
 from rlprompt.config import TrainConfig
 from rlprompt.devices import dtype_name
-from rlprompt.envs.prompt_env import finished_info
+from rlprompt.envs.prompt_env import scored_info
 from rlprompt.errors import RLPromptError
 from rlprompt.evaluation import PromptScore, score_prompts
 from rlprompt.perplexity import perplexity
@@ -74,7 +74,7 @@ class _Run:
         )
         context = SearchContext(
             config=config, reward=objects.reward, selector=self.selector, vocab=objects.vocab, backbone=objects.backbone,
-            env=objects.vec_env(), device=objects.models.device, out_dir=out_dir,
+            make_env=objects.vec_env, device=objects.models.device, out_dir=out_dir, task=objects.task,
         )
         self.method: SearchMethod = search_method(config.algo)(context)
 
@@ -129,21 +129,20 @@ class _Run:
     def score_greedy(self) -> None:
         """Score the policy's greedy prompt on train (one evaluation of the budget, unless already
         scored) and dev, and hand it to the selector; nothing for a method without a policy."""
-        actions = self.method.decode_greedy()
-        if actions is None:
+        greedy = self.method.greedy_prompt()
+        if greedy is None:
             return
-        candidate = self.selector.add_greedy(self._scored(actions))
+        candidate = self.selector.add_greedy(self._scored(*greedy))
         logger.debug("step %d: greedy prompt %r, dev %.3f", self.selector.batches, candidate.prompt, candidate.dev_accuracy or 0.0)
 
     def score_empty(self) -> None:
         """With ``min_length`` 0 the empty prompt is in the search space: score it first (one
         evaluation) so the selector can return it, and the result is never worse on dev."""
-        self.selector.add_candidate(self._scored([self.objects.vocab.end_action]))
+        self.selector.add_candidate(self._scored("", []))
 
-    def _scored(self, actions: list[int]) -> dict:
-        """The prompt of ``actions`` scored on train as a batch of one, as the selector takes an episode."""
-        vocab = self.objects.vocab
-        return finished_info(vocab, actions, self.objects.reward([vocab.decode(actions)]), 0)
+    def _scored(self, prompt: str, token_ids: list[int]) -> dict:
+        """``prompt`` scored on train as a batch of one, as the selector takes an episode."""
+        return scored_info(prompt, token_ids, self.objects.reward([prompt]), 0)
 
     def checkpoint(self) -> None:
         """After every batch: what ``--resume`` needs, each file replaced atomically."""
@@ -163,10 +162,17 @@ class _Run:
 
     def restore(self, state: dict) -> None:
         """Continue from the run folder's checkpoint (``state``, as :func:`_read_state` read it)."""
-        self.selector.load_state(state["selector"])
-        self.objects.reward.load_state(state["reward"])
-        self.requests_before = state.get("server_requests") or 0
-        self.method.load(self.out_dir)
+        try:
+            self.selector.load_state(state["selector"])
+            self.objects.reward.load_state(state["reward"])
+            self.requests_before = int(state.get("server_requests") or 0)
+            self.method.load(self.out_dir)
+        except RLPromptError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+            # A hand-edited or foreign checkpoint: one line, and the run folder is left as it is.
+            detail = " ".join(str(error).split())[:200]
+            raise RLPromptError(f"cannot resume: the checkpoint in {self.out_dir} does not fit this run ({type(error).__name__}: {detail})") from None
 
     def search(self, progress_bar: bool) -> bool:
         """Search for the steps left; True when interrupted (Ctrl-C)."""
@@ -205,20 +211,53 @@ class _Run:
 
 
 def _read_run_file(path: Path, missing: str) -> dict:
-    """A run folder's JSON file, or a one-line error; ``missing`` says what to do when it is absent."""
+    """A run folder's JSON object, or a one-line error; ``missing`` says what to do when it is absent."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise RLPromptError(f"cannot resume: {path} does not exist; {missing}") from error
+    except IsADirectoryError as error:
+        raise RLPromptError(f"cannot resume: {path} is a folder, not the JSON file rlprompt train writes") from error
+    except UnicodeDecodeError as error:
+        raise RLPromptError(f"cannot resume: {path} is not UTF-8 text ({error.reason})") from error
+    except OSError as error:
+        raise RLPromptError(f"cannot resume: {path} cannot be read ({error.strerror or error})") from error
     except json.JSONDecodeError as error:
-        raise RLPromptError(f"cannot resume: {path} is not valid JSON ({error.msg})") from error
+        raise RLPromptError(f"cannot resume: {path} is not valid JSON ({error.msg}; cut short or edited?)") from error
+    if not isinstance(data, dict):
+        raise RLPromptError(f"cannot resume: {path} holds a JSON {type(data).__name__}, not the object rlprompt train writes")
+    return data
 
 
 def _read_state(out_dir: Path) -> dict:
+    """The checkpoint of the run in ``out_dir``, checked before anything loads: a one-line error
+    for a missing, cut, foreign or newer checkpoint, and the run folder is left as it is."""
+    from rlprompt.search.base import POLICY_FILE
+
     path = out_dir / STATE_FILE
+    if not path.exists() and (out_dir / "config.json").is_file():
+        raise RLPromptError(
+            f"cannot resume: {path} does not exist: the run stopped before its first step finished, "
+            "so there is no checkpoint to continue from; start it again without --resume"
+        )
     state = _read_run_file(path, "was the run started by this rlprompt version?")
     if state.get("version") != STATE_VERSION:
         raise RLPromptError(f"cannot resume: {path} has version {state.get('version')!r}; this rlprompt reads {STATE_VERSION}")
+    for key, kinds in (("seconds", (int, float)), ("selector", dict), ("reward", dict)):
+        if not isinstance(state.get(key), kinds) or isinstance(state.get(key), bool):
+            raise RLPromptError(f"cannot resume: {path} has no valid '{key}' (cut short or edited?)")
+    policy = out_dir / POLICY_FILE
+    if policy.is_dir():
+        raise RLPromptError(f"cannot resume: {policy} is a folder, not the policy weights rlprompt train writes")
+    if policy.exists():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(policy), framework="pt") as weights:
+                list(weights.keys())
+        except (SafetensorError, OSError, ValueError) as error:
+            detail = " ".join(str(error).split())[:160]
+            raise RLPromptError(f"cannot resume: {policy} is not readable safetensors ({detail}; cut short or edited?)") from None
     return state
 
 
@@ -240,12 +279,15 @@ def train(config: TrainConfig, progress_bar: bool = True, *, resume: bool = Fals
     state = _read_state(out_dir) if resume else None
     objects = build(config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "config.json", asdict(config))
+    if not resume:
+        write_json_atomic(out_dir / "config.json", asdict(config))
     run = _Run(config, objects, out_dir, seconds_before=state["seconds"] if state else 0.0)
     if config.shortest_prompt == 0 and not resume:
         run.score_empty()
     if resume:
         run.restore(state)
+        # Only once the checkpoint has been read: a resume that fails leaves the run folder as it was.
+        write_json_atomic(out_dir / "config.json", asdict(config))
         logger.info("resuming %s at step %d of %d (%d prompts already scored)", out_dir, run.selector.batches, config.steps, objects.reward.evaluations)
     return run.finish(run.search(progress_bar))
 
@@ -258,6 +300,8 @@ def resume_config(folder: str | Path, steps: int | None = None) -> TrainConfig:
         steps: A new total step count (to run longer than first planned).
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise RLPromptError(f"cannot resume: '{folder}' is a file; --resume takes the run folder rlprompt train wrote (runs/<run>, with config.json and state.json)")
     path = folder / "config.json"
     config = TrainConfig.from_mapping(_read_run_file(path, "give a run folder made by rlprompt train"), str(path))
     # The run folder may have moved since: resume where it is now.

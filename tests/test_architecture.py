@@ -18,11 +18,12 @@ LAYERS = ("core", "rewards", "envs", "policies", "orchestration")
 ORCHESTRATION = {
     "rlprompt.builder", "rlprompt.cli", "rlprompt.config", "rlprompt.environment", "rlprompt.search",
     "rlprompt.search.base", "rlprompt.search.random_search", "rlprompt.search.sb3", "rlprompt.search.sql", "rlprompt.train",
+    "rlprompt.search.text", "rlprompt.search.ape", "rlprompt.search.opro", "rlprompt.search.grpo",
 }
 """What wires the layers below into runs and commands."""
 CORE = {
     "rlprompt", "rlprompt.artifact", "rlprompt.batching", "rlprompt.defaults", "rlprompt.devices", "rlprompt.errors",
-    "rlprompt.evaluation", "rlprompt.export", "rlprompt.metrics", "rlprompt.models", "rlprompt.perplexity",
+    "rlprompt.evaluation", "rlprompt.export", "rlprompt.meta_prompt", "rlprompt.metrics", "rlprompt.models", "rlprompt.perplexity",
     "rlprompt.scoring", "rlprompt.scoring.base", "rlprompt.scoring.calibration", "rlprompt.scoring.encoding",
     "rlprompt.scoring.factory", "rlprompt.scoring.fake", "rlprompt.scoring.local", "rlprompt.scoring.openai", "rlprompt.scoring.prefix_cache", "rlprompt.selection",
     "rlprompt.tasks", "rlprompt.template", "rlprompt.transfer",

@@ -14,9 +14,10 @@ class EncodedPair:
     """Token ids of one filled template, split where the prompt starts."""
 
     prefix: tuple[int, ...]
-    """Ids before the prompt: they depend on the example only, so causal LMs cache them."""
+    """Ids before the split field (the prompt, unless told otherwise): before the prompt they
+    depend on the example only, so causal LMs cache them."""
     suffix: tuple[int, ...]
-    """The prompt's ids and everything after it up to the read-out (causal) or the end (masked)."""
+    """The split field's ids and everything after it up to the read-out (causal) or the end (masked)."""
     mask_index: int | None
     """Index of the mask token in ``prefix + suffix`` (masked LMs only)."""
 
@@ -48,14 +49,22 @@ class TemplateEncoder:
             ids = self._piece_cache[text] = tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
         return ids
 
-    def encode(self, sentence: str, prompt: str) -> EncodedPair:
-        """Ids of the template filled with ``sentence`` and ``prompt``."""
+    def encode(self, sentence: str, prompt: str, split_at: str = "prompt") -> EncodedPair:
+        """Ids of the template filled with ``sentence`` and ``prompt``.
+
+        Args:
+            sentence: The input.
+            prompt: The prompt.
+            split_at: The field where ``prefix`` ends and ``suffix`` starts: ``"prompt"`` (the
+                prefix depends on the input only: the input-prefix cache), or ``"sentence"`` (in
+                a prompt-first template the prefix then depends on the prompt only: the prompt cache).
+        """
         prefix: list[int] = list(self.before)
         suffix: list[int] = []
         target = prefix
         mask_index = None
         for kind, text in self.template.segments(sentence, prompt):
-            if kind == "prompt":
+            if kind == split_at:
                 target = suffix
             if kind == "mask":
                 if self.kind == "causal":

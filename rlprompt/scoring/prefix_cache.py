@@ -49,6 +49,12 @@ class PrefixState:
     """``lengths`` on the host, for batching decisions."""
     last_hidden: torch.Tensor
 
+    @property
+    def nbytes(self) -> int:
+        """Device bytes this state holds: what it counts against the scorer's prefix-cache bound."""
+        tensors = [*self.keys, *self.values, self.mask, self.lengths, self.last_hidden]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     @classmethod
     def compute(
         cls, model, prefixes: list[tuple[int, ...]], pad_id: int, max_batch_tokens: int, device: torch.device,

@@ -17,8 +17,14 @@ SEARCH_METHODS: dict[str, str] = {
     "a2c": "rlprompt.search.sb3:A2CSearch",
     "sql": "rlprompt.search.sql:SQLSearch",
     "random": "rlprompt.search.random_search:RandomSearch",
+    "grpo": "rlprompt.search.grpo:GRPOSearch",
+    "ape": "rlprompt.search.ape:APESearch",
+    "opro": "rlprompt.search.opro:OPROSearch",
 }
 """``--algo`` name -> ``module:class`` of its :class:`~rlprompt.search.base.SearchMethod`."""
+TEXT_METHODS = frozenset({"grpo", "ape", "opro"})
+"""The methods whose policy writes whole instructions with a causal LM
+(:class:`~rlprompt.search.text.TextSearch`); the others write prompts token by token."""
 
 
 def check_search_method(name: str) -> None:

@@ -8,11 +8,12 @@ samples whole texts calls ``context.reward`` and ``context.selector`` itself.
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from rlprompt.models import LoadedModel
     from rlprompt.rewards.cache import CachedReward
     from rlprompt.selection import PromptSelector
+    from rlprompt.tasks import Task
 
 
 @dataclass
@@ -38,10 +40,17 @@ class SearchContext:
     vocab: ActionVocabulary
     backbone: LoadedModel
     """The policy's frozen causal LM."""
-    env: PromptVecEnv
-    """``num_prompts`` prompts written token by token and scored together."""
+    make_env: Callable[[], PromptVecEnv]
+    """Builds the token-by-token env (:attr:`env`); a method that writes whole texts never calls it."""
     device: torch.device
     out_dir: Path
+    task: Task | None = None
+    """The task in the target's format (an instruction writer's meta-prompt reads it)."""
+
+    @functools.cached_property
+    def env(self) -> PromptVecEnv:
+        """``num_prompts`` prompts written token by token and scored together, built on first use."""
+        return self.make_env()
 
 
 class SearchMethod(ABC):
@@ -74,8 +83,8 @@ class SearchMethod(ABC):
         value = value if value is not None else self.default_sample_top_k
         return value or None
 
-    def decode_greedy(self) -> list[int] | None:
-        """The policy's most likely prompt, token by token (argmax); None for a method without a
+    def greedy_prompt(self) -> tuple[str, list[int]] | None:
+        """The policy's most likely prompt, as its text and token ids; None for a method without a
         policy. The run scores it on train and dev every ``greedy_every`` steps."""
         return None
 
@@ -93,6 +102,30 @@ class SearchMethod(ABC):
 
 POLICY_FILE = "policy.safetensors"
 """A policy method's trainable weights in a run folder, for ``--resume``."""
+OPTIMIZER_FILE = "optimizer.pt"
+"""A policy method's optimizer state (Adam's moments) in a run folder, for ``--resume``."""
+
+
+def save_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file beside ``path``, then rename it: a run killed mid-write keeps the previous file."""
+    temporary = path.parent / f".{path.name}.tmp"
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    import torch
+
+    save_atomically(path, lambda temporary: torch.save(optimizer.state_dict(), temporary))
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Restore what :func:`save_optimizer` wrote; a run folder from before optimizer checkpoints
+    has none, and then the optimizer starts fresh."""
+    import torch
+
+    if path.is_file():
+        optimizer.load_state_dict(torch.load(path, weights_only=True))
 
 
 class PolicySearchMethod(SearchMethod):
@@ -111,7 +144,11 @@ class PolicySearchMethod(SearchMethod):
     def read_policy(self, path: Path) -> None:
         """Load what :meth:`write_policy` wrote."""
 
+    optimizer: torch.optim.Optimizer
+    """The optimizer of the trainable weights (its state is checkpointed with them)."""
+
     def decode_greedy(self) -> list[int]:
+        """The policy's most likely prompt, token by token (argmax), as actions."""
         from rlprompt.envs.prompt_env import prompt_observation
 
         actions: list[int] = []
@@ -119,11 +156,15 @@ class PolicySearchMethod(SearchMethod):
             actions.append(self.greedy_action(prompt_observation(actions, self.context.env.prompt_length)))
         return actions
 
+    def greedy_prompt(self) -> tuple[str, list[int]]:
+        vocab = self.context.vocab
+        actions = self.decode_greedy()
+        return vocab.decode(actions), vocab.ids(actions)
+
     def save(self, folder: Path) -> None:
-        """The trainable weights, replaced atomically, so a run killed mid-write keeps the previous file."""
-        temporary = folder / f".{POLICY_FILE}.tmp"
-        self.write_policy(temporary)
-        os.replace(temporary, folder / POLICY_FILE)
+        """The trainable weights and the optimizer's state, each replaced atomically."""
+        save_atomically(folder / POLICY_FILE, self.write_policy)
+        save_optimizer(self.optimizer, folder / OPTIMIZER_FILE)
 
     def load(self, folder: Path) -> None:
         from rlprompt.errors import RLPromptError
@@ -132,6 +173,7 @@ class PolicySearchMethod(SearchMethod):
         if not path.is_file():
             raise RLPromptError(f"cannot resume: {path} does not exist")
         self.read_policy(path)
+        load_optimizer(self.optimizer, folder / OPTIMIZER_FILE)
 
 
 def start_token(tokenizer) -> int:

@@ -107,6 +107,10 @@ class SB3Search(PolicySearchMethod):
     def read_policy(self, path: Path) -> None:
         self.algorithm.policy.load_trainable(str(path))
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.algorithm.policy.optimizer
+
 
 class PPOSearch(SB3Search):
     """PPO (the default), several epochs over each batch of prompts."""

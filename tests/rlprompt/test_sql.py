@@ -68,7 +68,7 @@ def _context(tiny_llama, tmp_path, config: TrainConfig, reward: PromptReward, vo
         lambda ranked: None, evaluations=lambda: cached.evaluations,
     )
     env = PromptVecEnv(cached, vocab, num_envs=config.num_prompts, prompt_length=config.prompt_length, min_length=config.shortest_prompt)
-    return SearchContext(config=config, reward=cached, selector=selector, vocab=vocab, backbone=tiny_llama, env=env, device=torch.device("cpu"), out_dir=tmp_path)
+    return SearchContext(config=config, reward=cached, selector=selector, vocab=vocab, backbone=tiny_llama, make_env=lambda: env, device=torch.device("cpu"), out_dir=tmp_path)
 
 
 def test_polyak_update_and_save_load_round_trip(tiny_llama, tmp_path) -> None:
@@ -140,7 +140,7 @@ def test_rl_finds_the_known_best_prompt_where_random_search_does_not(tiny_llama,
     best_prompt = " ".join([reward.token] * 5)
     if algo == "random":
         assert best.train_reward <= 3, "random search got lucky: 4+ of 5 tokens right"
-        assert method.decode_greedy() is None
+        assert method.greedy_prompt() is None
     else:
         # Found: sampled as the best prompt, or the policy's greedy prompt (which training scores too).
         greedy = vocab.decode(method.decode_greedy())
