@@ -598,3 +598,27 @@ def test_a_long_prompt_that_fits_is_scored_with_a_progress_bar(tiny_llama, monke
     torch.testing.assert_close(
         scorer.class_logits([prompt], [e.text for e in task.dev[:4]]), torch.cat([scorer.class_logits([prompt], [e.text]) for e in task.dev[:4]], dim=1), **tol.logits
     )
+
+
+def test_the_context_window_is_read_from_the_config() -> None:
+    from transformers import GPT2Config, LlamaConfig
+
+    from rlprompt.models import context_window
+
+    assert context_window(LlamaConfig(max_position_embeddings=8192)) == 8192
+    assert context_window(GPT2Config(n_positions=1024)) == 1024
+    assert context_window(object()) is None
+
+
+def test_a_prompt_past_the_window_is_refused_before_the_weights_load(tiny_llama_dir, monkeypatch) -> None:
+    from rlprompt import models
+    from rlprompt.evaluation import check_prompts_fit_before_loading
+    from rlprompt.tasks import load_task
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the weights were loaded"))
+    task = load_task("demo")
+    sentences = [e.text for e in task.dev]
+    check_prompts_fit_before_loading(str(tiny_llama_dir), task, ["", "It was"], sentences)
+    with pytest.raises(RLPromptError, match=r"does not fit .*it needs a context window of [\d,]+ tokens, and .*'s is 256; shorten the prompt"):
+        check_prompts_fit_before_loading(str(tiny_llama_dir), task, ["great " * 300], sentences)
+    check_prompts_fit_before_loading("openai:m@http://127.0.0.1:9/v1", task, ["great " * 300], sentences)  # served: nothing to read here
