@@ -36,8 +36,9 @@ class LoraSettings:
     """LoRA rank r."""
     alpha: int = 16
     """LoRA scale numerator (the update is scaled by alpha / r)."""
-    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
-    """Linear layers that get adapters (attention queries and values, as in the LoRA paper)."""
+    target_modules: tuple[str, ...] | None = None
+    """Linear layers that get adapters; None: PEFT's default for the architecture (the attention
+    queries and values, as in the LoRA paper: ``q_proj``/``v_proj`` on Llama and Gemma, ``c_attn`` on GPT-2)."""
 
 
 @dataclass
@@ -93,7 +94,7 @@ class InstructionWriter:
         if lora is not None:
             from peft import LoraConfig, get_peft_model
 
-            config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, target_modules=list(lora.target_modules), lora_dropout=0.0, bias="none")
+            config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, target_modules=list(lora.target_modules) if lora.target_modules else None, lora_dropout=0.0, bias="none")
             self.model = get_peft_model(lm.model, config)
 
     # -- the meta-prompt --------------------------------------------------------------------

@@ -99,6 +99,10 @@ class PromptFile:
     dtype: str | None = None
     """Weight dtype of ``target_lm`` when the accuracies were computed (``fp32`` or ``bf16``);
     ``None`` in files written before it was recorded."""
+    writer: dict[str, str | None] | None = None
+    """An instruction writer's provenance (grpo, ape, opro): ``lm`` (the policy LM), ``algo``,
+    ``meta_prompt`` (the text it read) and ``adapter`` (its LoRA weights' folder, relative to the
+    run folder; null for a writer without adapters); None for token policies."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +159,9 @@ class PromptFile:
             Template(spec.template)
         except RLPromptError as error:
             raise RLPromptError(f"{source}: field 'task.template' is invalid: {error}") from error
+        writer = check.field(data, "writer", (dict, type(None)), default=None)
+        for key, value in (writer or {}).items():
+            check.type(value, (str, type(None)), f"field 'writer.{key}'")
         dtype = check.field(data, "dtype", (str, type(None)), default=None)
         if dtype not in (None, "fp32", "bf16"):
             raise RLPromptError(f"{source}: field 'dtype' is '{dtype}'; valid: fp32, bf16 or null")
@@ -196,6 +203,7 @@ class PromptFile:
             perplexity=check.field(data, "perplexity", (int, float, type(None)), default=None),
             perplexity_lm=check.field(data, "perplexity_lm", (str, type(None)), default=None),
             dtype=dtype,
+            writer=writer,
             schema_version=version,
         )
 

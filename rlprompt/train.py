@@ -110,6 +110,7 @@ class _Run:
             perplexity=best.perplexity,
             perplexity_lm=backbone.name,
             dtype=dtype_name(objects.models.dtype),
+            writer=self.method.writer_record(),
         )
 
     def after_batch(self) -> None:

@@ -88,6 +88,10 @@ class SearchMethod(ABC):
         policy. The run scores it on train and dev every ``greedy_every`` steps."""
         return None
 
+    def writer_record(self) -> dict[str, str | None] | None:
+        """What the prompt file records of an instruction writer (:attr:`PromptFile.writer`); None otherwise."""
+        return None
+
     @abstractmethod
     def run(self, steps: int, progress_bar: bool) -> None:
         """Propose ``steps`` batches of prompts (fewer once ``config.max_evaluations`` is spent),

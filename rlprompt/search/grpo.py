@@ -71,6 +71,7 @@ def grpo_loss(
     tokens = mask.sum(dim=1).clamp(min=1)
     loss = ((per_token * mask).sum(dim=1) / tokens).mean()
     real = mask.bool()
+    ratio, kl, objective = ratio.detach(), kl.detach(), objective.detach()
     stats = {
         "kl": float(kl[real].mean()) if real.any() else 0.0,
         "clipped_fraction": float(((ratio[real] - 1).abs() > clip_range).float().mean()) if real.any() else 0.0,

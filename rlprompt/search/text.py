@@ -51,6 +51,12 @@ class TextSearch(SearchMethod):
         """The meta-prompt the writer reads (recorded in the prompt file)."""
         return self.parts.fill(self.meta_template)
 
+    def writer_record(self) -> dict[str, str | None]:
+        return {"lm": self.context.backbone.name, "algo": self.name, "meta_prompt": self.meta_prompt_text, "adapter": self.adapter_path}
+
+    adapter_path: str | None = None
+    """Where the writer's adapters are, relative to the run folder (None: it has none)."""
+
     def generator(self) -> torch.Generator:
         """The sampling generator of the next batch: seeded by the seed and the batch number."""
         seed = int(np.random.SeedSequence([self.context.config.seed, self.context.selector.batches]).generate_state(1)[0])
