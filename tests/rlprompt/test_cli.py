@@ -282,5 +282,7 @@ def test_train_help_does_not_import_torch(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr
-    assert "--resume RUN" in result.stdout and "{ppo,a2c,sql,random}" in result.stdout
+    from rlprompt.search import SEARCH_METHODS
+
+    assert "--resume RUN" in result.stdout and "{" + ",".join(SEARCH_METHODS) + "}" in result.stdout
     assert result.stdout.splitlines()[-1] == "[]"
