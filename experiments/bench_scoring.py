@@ -78,6 +78,11 @@ MIN_AGREEMENT = 0.99
 LEGACY_CACHE_KEYWORD = "past_key_values"
 """The KV cache's keyword before transformers renamed it to ``cache``."""
 MATMUL_SIZE = 2048
+SECTIONS = ("scoring", "agreement", "training", "prompt-first", "grpo")
+INSTRUCTION_TOKENS = 48
+"""Tokens of each prompt in the prompt-first measurement (an instruction writer's longest)."""
+PROMPT_FIRST_TEMPLATE = "{prompt}\nReview: {sentence}\nSentiment: {mask}"
+PROMPT_FIRST_VERBALIZERS = (" negative", " positive")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -94,6 +99,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scorer-only", action="store_true", help="skip the full-vocabulary paths (a) and (b): the Scorer's cold and warm calls only")
     parser.add_argument("--bf16-peak-budget", type=float, default=20.0, help="seconds allowed per bf16 peak measurement")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
+    parser.add_argument(
+        "--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
+        help="what to measure (default: all): token-prompt scoring paths, bf16 agreement, token-RL training steps, "
+        "prompt-first scoring (the prompt cache against the plain path), GRPO steps of the instruction writer",
+    )
+    parser.add_argument("--prompt-first-prompts", type=int, default=2, help="48-token prompts scored on SST-2 test by each prompt-first path")
+    parser.add_argument("--grpo-steps", type=int, default=5, help="GRPO steps per dtype (the first, with warm-up, is not in the median)")
+    parser.add_argument("--grpo-child", nargs=2, metavar=("DTYPE", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
     return args
@@ -608,11 +621,116 @@ def training_steps(dtype: str, args: argparse.Namespace) -> dict:
     return result
 
 
+# -- prompt-first templates and the instruction writer ------------------------------------------
+
+
+def instruction_like_prompts(lm: LoadedModel, vocab: ActionVocabulary, count: int, seed: int) -> list[str]:
+    """``count`` prompts of exactly :data:`INSTRUCTION_TOKENS` tokens of ``lm``'s tokenizer, from random vocabulary words."""
+    rng = np.random.default_rng(seed)
+    prompts = []
+    for _ in range(count):
+        words = vocab.decode(rng.integers(0, vocab.size, size=2 * INSTRUCTION_TOKENS))
+        ids = lm.tokenizer(words, add_special_tokens=False).input_ids[:INSTRUCTION_TOKENS]
+        prompts.append(lm.tokenizer.decode(ids))
+    return prompts
+
+
+def prompt_first(args: argparse.Namespace, lm: LoadedModel, vocab: ActionVocabulary) -> dict:
+    """48-token prompts before the input, on the whole SST-2 test set: the prompt cache against the
+    plain path. The limit of the speed-up is the ratio of tokens run per pair, plain over cached
+    (the input part still runs for every pair; each prompt runs once)."""
+    from experiments.fewshot import test_set
+
+    task = load_task("sst-2", str(args.data_root / "sst-2" / SPLIT), template=PROMPT_FIRST_TEMPLATE, verbalizers=list(PROMPT_FIRST_VERBALIZERS))
+    sentences = [example.text for example in test_set(task)]
+    prompts = instruction_like_prompts(lm, vocab, args.prompt_first_prompts, args.seed)
+    encoder = TemplateEncoder(lm.tokenizer, lm.kind, task.template)
+    heads = [len(encoder.encode(sentences[0], prompt, split_at="sentence").prefix) for prompt in prompts]
+    tails = [len(encoder.encode(sentence, "", split_at="sentence").suffix) for sentence in sentences]
+    plain_tokens = sum(head * len(sentences) + sum(tails) for head in heads)
+    cached_tokens = sum(heads) + len(prompts) * sum(tails)
+    limit = plain_tokens / cached_tokens
+    print(f"[prompt-first] {len(prompts)} prompts of {INSTRUCTION_TOKENS} tokens x {len(sentences)} sentences in {dtype_name(lm.dtype)} ...", file=sys.stderr)
+    timings, logits = {}, {}
+    for name, cache in (("cached", True), ("plain", False)):
+        scorer = Scorer(lm, task.template, task.verbalizers, max_batch_tokens=args.batch_tokens, prefix_cache=cache)
+        scorer.class_logits(prompts[:1], sentences[:8])  # warm-up
+        started = time.perf_counter()
+        logits[name] = scorer.class_logits(prompts, sentences)
+        timings[name] = time.perf_counter() - started
+    speedup = timings["plain"] / timings["cached"]
+    result = {
+        "dtype": dtype_name(lm.dtype), "prompts": len(prompts), "sentences": len(sentences), "prompt_tokens": INSTRUCTION_TOKENS,
+        "head_tokens": heads, "mean_tail_tokens": statistics.mean(tails),
+        "plain_seconds": timings["plain"], "cached_seconds": timings["cached"], "speedup": speedup,
+        "token_ratio_limit": limit, "share_of_limit": speedup / limit,
+        "max_abs_logit_difference": float((logits["plain"] - logits["cached"]).abs().max()),
+        "same_class": float((logits["plain"].argmax(-1) == logits["cached"].argmax(-1)).float().mean()),
+    }
+    print(
+        f"- prompt-first: cached {timings['cached']:.1f} s, plain {timings['plain']:.1f} s: {speedup:.2f}x, limit {limit:.2f}x "
+        f"({100 * result['share_of_limit']:.0f}% of it); max |logit difference| {result['max_abs_logit_difference']:.2e}, "
+        f"same class on {100 * result['same_class']:.2f}% of pairs"
+    )
+    return result
+
+
+def grpo_child(dtype: str, out: Path, args: argparse.Namespace) -> int:
+    """One GRPO run in its own process (so its peak RSS is its own): ``rlprompt train --algo grpo``
+    on SST-2 in the prompt-first template, 16 instructions a step; writes the step times and peak RSS."""
+    import json
+    import tempfile
+
+    from rlprompt.config import TrainConfig
+    from rlprompt.train import train
+
+    with tempfile.TemporaryDirectory() as runs:
+        config = TrainConfig(
+            task="sst-2", data=str(args.data_root / "sst-2" / SPLIT), target_lm=MODEL, template=PROMPT_FIRST_TEMPLATE,
+            verbalizers=list(PROMPT_FIRST_VERBALIZERS), algo="grpo", steps=args.grpo_steps, dtype=dtype, device="cpu",
+            runs_dir=runs, run_name="bench", evaluate_test=False, greedy_every=0, seed=args.seed,
+        )
+        train(config, progress_bar=False)
+        history = json.loads((Path(runs) / "bench" / "history.json").read_text())
+    ends = [row["seconds"] for row in history]
+    steps = [b - a for a, b in zip(ends, ends[1:])]
+    write_json_atomic(out, {
+        "dtype": dtype, "first_step_seconds": ends[0], "step_seconds": steps, "median_step_seconds": statistics.median(steps),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "steps_for_1280_evaluations": 1280 // NUM_PROMPTS,
+    })
+    return 0
+
+
+def grpo_steps(args: argparse.Namespace) -> dict:
+    """The median GRPO step (generation + scoring + update) and the peak RSS, in fp32 and bf16, each in its own process."""
+    import json
+    import subprocess
+    import tempfile
+
+    results = {}
+    for dtype in ("fp32", "bf16"):
+        print(f"[grpo] {args.grpo_steps} steps in {dtype} ...", file=sys.stderr)
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "grpo.json"
+            command = [sys.executable, "-m", "experiments.bench_scoring", "--grpo-child", dtype, str(out),
+                       "--grpo-steps", str(args.grpo_steps), "--data-root", str(args.data_root), "--seed", str(args.seed)]
+            subprocess.run(command, check=True, cwd=ROOT)
+            results[dtype] = json.loads(out.read_text())
+        row = results[dtype]
+        estimate = row["median_step_seconds"] * row["steps_for_1280_evaluations"] / 60
+        print(f"- GRPO step ({dtype}): median {row['median_step_seconds']:.1f} s, peak RSS {row['peak_rss_mib']:.0f} MiB; "
+              f"1,280 evaluations at that pace: about {estimate:.0f} min")
+    return results
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.grpo_child:
+        return grpo_child(args.grpo_child[0], Path(args.grpo_child[1]), args)
     sys.stdout.reconfigure(line_buffering=True)  # tables and stderr progress lines in order
     missing = [t for t in args.tasks if not (args.data_root / t / SPLIT).is_dir()]
     if missing:
@@ -631,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             op: matmul_peak(dtype, peak_repeats, budget, op) for op in ("matmul", "linear")
         }
         for dtype, budget in ((torch.float32, 20.0), (torch.bfloat16, args.bf16_peak_budget))
-    }
+    } if "scoring" in args.sections else {}
 
     # 2. The target model (fp32; bf16 only for path (d)) and the prompt vocabulary.
     try:
@@ -646,7 +764,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 3. Every task, every path.
     results = {}
     best_dtype = dtype_name(resolve_dtype("auto"))
-    for task_name in args.tasks:
+    for task_name in args.tasks if "scoring" in args.sections else ():
         try:
             results[task_name] = bench_task(task_name, args, lm, lm_bf16, vocab, shape, peaks)
         except RLPromptError as error:
@@ -664,14 +782,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"paper's way; warm/cold time {best['seconds'] / cold['seconds']:.2f}\n")
 
     # 4. bf16 against fp32 on SST-2 test, and training steps in each dtype.
+    # 4. Prompt-first templates, in the machine's best dtype.
+    prompt_first_result = None
+    if "prompt-first" in args.sections:
+        prompt_first_result = prompt_first(args, lm_bf16 if best_dtype == "bf16" and lm_bf16 is not None else lm, vocab)
     agreement_result = None
-    if lm_bf16 is not None and args.agreement:
+    if lm_bf16 is not None and args.agreement and "agreement" in args.sections:
         agreement_result = dtype_agreement(lm, lm_bf16, args, vocab)
     del lm, lm_bf16  # the training runs load their own models
     training = {}
     for dtype in (("fp32", "bf16") if args.run_bf16 else ("fp32",)):
-        if args.train_steps > 0:
+        if args.train_steps > 0 and "training" in args.sections:
             training[dtype] = training_steps(dtype, args)
+    grpo = grpo_steps(args) if "grpo" in args.sections else None
 
     machine["load_average_at_end"] = list(os.getloadavg())
     for dtype, by_op in peaks.items():
@@ -703,6 +826,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tasks": results,
         "bf16_agreement": agreement_result,
         "training_steps": training,
+        "prompt_first": prompt_first_result,
+        "grpo_steps": grpo,
     })
     print(f"wrote {args.json}", file=sys.stderr)
     return 0 if all(r["agreement_ok"] for r in results.values()) else 1

@@ -40,7 +40,8 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from experiments.fewshot import RESULTS, TASKS, Experiment, _mean_std, test_set
+from experiments import worker_cache
+from experiments.fewshot import PROMPT_FIRST, RESULTS, TASKS, Experiment, _mean_std, test_set
 from experiments.plot_tuning import scalar_series
 from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, run_cells
 from rlprompt.artifact import write_atomic
@@ -58,6 +59,9 @@ METHODS: dict[str, dict[str, object]] = {
     "ppo-ent": {"algo": "ppo", "ent_coef": 0.01},
     "ppo-ent02": {"algo": "ppo", "ent_coef": 0.02},
     "ppo-ent05": {"algo": "ppo", "ent_coef": 0.05},
+    "grpo": {"algo": "grpo"},
+    "ape": {"algo": "ape"},
+    "opro": {"algo": "opro"},
 }
 """Method name -> the training settings it changes. ``ppo-ent`` is the before/after of issue 13's
 item 3: PPO with an entropy bonus (evidence 13: without one the policy stops sampling new prompts
@@ -76,13 +80,19 @@ prompt: a collapsed policy re-samples what it has scored and would spend the res
 steps finding nothing (every 1,280 stage of the first sessions ran to its cap instead)."""
 INSTRUCTION_ALONE = {"sst-2/instruction": 0.809}
 """The instruction template with no prompt, test accuracy (experiments/results/fewshot.md)."""
+FIXED_CSV = "budget_fixed.csv"
+"""The fixed rows of the prompt-first settings: the template alone and the hand-written instruction."""
+FIXED_PROMPTS = {"the template alone": lambda task: "", "the hand-written instruction": lambda task: task.manual_prompt}
+"""Row label -> the prompt it scores, from the setting's task (prompt-first: the manual prompt is the preset's instruction)."""
+RIVALS = {"grpo": ("ape", "opro")}
+"""Issue 25's bar: GRPO's mean test accuracy must beat each rival's by more than the larger seed std of the pair."""
 
 
 CURVES_CSV = "budget_curves.csv"
 SELECTION_CSV = "budget_selection.csv"
 CURVE_FIELDS = [
     "setting", "seed", "method", "batch", "prompts_sampled", "evaluations", "best_dev_accuracy",
-    "best_train_reward", "new_prompt_reward", "entropy",
+    "best_train_reward", "new_prompt_reward", "entropy", "kl", "distinct_in_batch",
 ]
 """One row per batch of a cell's run. ``evaluations`` against ``prompts_sampled`` is how much of
 what the method samples is new (a policy that only repeats itself spends no budget).
@@ -91,7 +101,10 @@ optimises, before selection on dev); ``new_prompt_reward`` the mean training rew
 first scored in that batch (empty if none was new). ``entropy`` is the policy's mean per-token
 entropy in nats at its N-th logged update for batch N (each update follows one batch;
 stable-baselines3 logs a PPO update with the next batch and never a session's last one, so a
-resumed PPO run's values run up to a batch per session ahead; empty for random search)."""
+resumed PPO run's values run up to a batch per session ahead; empty for random search). For an
+instruction writer ``entropy`` is the mean negative log-probability per token of its samples, ``kl``
+its KL to the untrained LM per token (GRPO), and ``distinct_in_batch`` the distinct instructions
+of the batch."""
 ENTROPY_TAGS = {"train/entropy_loss": -1.0, "sql/entropy": 1.0}
 """TensorBoard tags of the policy entropy and their sign (stable-baselines3 logs minus the entropy)."""
 
@@ -125,7 +138,9 @@ def run_curve(run: Path) -> list[dict]:
             "best_train_reward": round(max(rewards[:scored]), 4) if scored else "",
             "new_prompt_reward": round(statistics.mean(new), 4) if new else "",
             # Updates past the history belong to a stage still running: never attributed here.
-            "entropy": round(entropy[i], 4) if i < len(entropy) else "",
+            "entropy": round(entropy[i], 4) if i < len(entropy) else (round(row["entropy"], 4) if row.get("entropy") is not None else ""),
+            "kl": round(row["kl"], 5) if row.get("kl") is not None else "",
+            "distinct_in_batch": row.get("distinct_in_batch", ""),
         })
     return rows
 
@@ -138,7 +153,8 @@ def _parse_curve_row(row: dict) -> dict:
     return {
         "batch": int(row["batch"]), "prompts_sampled": int(row["prompts_sampled"]), "evaluations": int(row["evaluations"]),
         "best_dev_accuracy": float(row["best_dev_accuracy"]), "best_train_reward": number("best_train_reward"),
-        "new_prompt_reward": number("new_prompt_reward"), "entropy": number("entropy"),
+        "new_prompt_reward": number("new_prompt_reward"), "entropy": number("entropy"), "kl": number("kl"),
+        "distinct_in_batch": number("distinct_in_batch"),
     }
 
 
@@ -165,6 +181,8 @@ class StageResult:
     an interrupted stage adds its earlier sessions' search time, not their model loading)."""
     dtype: str
     """Weights of the target and backbone (``bf16`` or ``fp32``: ``--dtype auto`` on that machine)."""
+    perplexity: float = math.nan
+    """The prompt's perplexity under the untrained policy LM (nan: rows from before it was recorded)."""
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -294,6 +312,32 @@ class BudgetStudy:
         task = self.harness.task(task_name, seed, template)
         return self.harness.test_accuracy(self.target, task, test_set(task), prompt)
 
+    def fixed_rows(self) -> dict[str, dict[str, float]]:
+        """Setting -> {row label: test accuracy} of :data:`FIXED_CSV`."""
+        path = self.results / FIXED_CSV
+        rows: dict[str, dict[str, float]] = {}
+        if path.exists():
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    rows.setdefault(row["setting"], {})[row["row"]] = float(row["test_accuracy"])
+        return rows
+
+    def score_fixed_rows(self, settings: list[str]) -> None:
+        """The fixed rows of every prompt-first setting in ``settings`` not yet in :data:`FIXED_CSV`
+        (the test set is the same for every split seed, so one score each)."""
+        done = self.fixed_rows()
+        for setting in settings:
+            task_name, template = setting.split("/")
+            if template != PROMPT_FIRST:
+                continue
+            task = self.harness.task(task_name, SEEDS[0], template)
+            for label, prompt_of in FIXED_PROMPTS.items():
+                if label not in done.get(setting, {}):
+                    prompt = prompt_of(task)
+                    accuracy = self.harness.test_accuracy(self.target, task, test_set(task), prompt)
+                    _append_dict(self.results / FIXED_CSV, {"setting": setting, "row": label, "prompt": prompt, "test_accuracy": accuracy})
+                    logger.info("%s: %s %r test %.1f%%", setting, label, prompt, 100 * accuracy)
+
     def run(
         self, settings: list[str], seeds: list[int], methods: list[str], budgets: list[int],
         ray_address: str | None = None, resources: Resources = DEFAULT_RESOURCES,
@@ -316,7 +360,10 @@ class BudgetStudy:
             # The table and plot after every stage: a study stopped at any point has them up to date.
             self.write_report()
 
-        run_one = self.run_stage if ray_address is None else functools.partial(_stage_in_worker, self.spec())
+        # A worker keeps its study (models, test prefixes) between stages; named by import path, so
+        # Ray ships the cache by reference, not by value (experiments.worker_cache).
+        run_one = self.run_stage if ray_address is None else functools.partial(worker_cache.run_cell, "experiments.budget:BudgetStudy", "run_stage", self.spec())
+        self.score_fixed_rows(settings)
         run_cells(stages, run_one, record, needs=needs, done=self.finished(), ray_address=ray_address, resources=resources)
         return out
 
@@ -325,8 +372,9 @@ class BudgetStudy:
         returns the table's path."""
         results = self.finished()
         curves = self.collect_curves(results)
-        plot(results, curves, self.results)
-        return report(results, curves, self.selection_checks(), self.results)
+        fixed = {**{setting: {"the instruction alone": value} for setting, value in INSTRUCTION_ALONE.items()}, **self.fixed_rows()}
+        plot(results, curves, self.results, fixed)
+        return report(results, curves, self.selection_checks(), self.results, fixed)
 
     def collect_curves(self, results: dict[tuple, StageResult]) -> dict[tuple, list[dict]]:
         """Every finished cell's search curve, one row per batch (:data:`CURVE_FIELDS`): read
@@ -389,6 +437,7 @@ class BudgetStudy:
             any(c.greedy and c.prompt == best.prompt for c in best.candidates),
             round(earlier + time.monotonic() - started, 1),
             str(best.dtype),
+            float(best.perplexity) if best.perplexity is not None else math.nan,
         )
         logger.info(
             "%s/%d/%s at %d: %r dev %.1f%% test %.1f%% (%d evaluations, %.0f s)", setting, seed, method, budget,
@@ -416,19 +465,6 @@ def cell_name(setting: str, seed: int, method: str) -> str:
     return f"{setting.replace('/', '-')}-{seed}-{method}"
 
 
-_WORKER_STUDIES: dict[str, BudgetStudy] = {}
-"""A Ray worker's studies, kept between stages so the test prefixes are reused."""
-
-
-def _stage_in_worker(spec: dict, key: tuple, finished: dict) -> StageResult:
-    """One stage in a Ray worker (a top-level function, so it pickles)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    name = json.dumps(spec, default=str, sort_keys=True)
-    if name not in _WORKER_STUDIES:
-        _WORKER_STUDIES[name] = BudgetStudy(**spec)
-    return _WORKER_STUDIES[name].run_stage(key, finished)
-
-
 _FROM_CSV = {"int": int, "float": float, "bool": lambda raw: raw == "True", "str": str}
 """How a CSV cell becomes a row dataclass's field, by the field's annotation."""
 
@@ -452,6 +488,16 @@ def _write_csv(path: Path, fieldnames: list[str], rows: Any) -> None:
     write_atomic(path, text.getvalue())
 
 
+def _append_dict(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to a CSV with its keys as the header (written first if the file is new)."""
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
 def _append_row(path: Path, row: Any) -> None:
     """Append one row dataclass to its CSV, with the header if the file is new; a CSV from before
     a column was added is rewritten with it first."""
@@ -472,10 +518,12 @@ def _append_row(path: Path, row: Any) -> None:
 LABELS = {
     "ppo": "PPO", "sql": "soft Q-learning", "random": "random search",
     "ppo-ent": "PPO, entropy bonus 0.01", "ppo-ent02": "PPO, entropy bonus 0.02", "ppo-ent05": "PPO, entropy bonus 0.05",
+    "grpo": "GRPO instruction writer", "ape": "APE", "opro": "OPRO",
 }
 COLORS = {
     "ppo": "tab:blue", "sql": "tab:green", "random": "tab:orange",
     "ppo-ent": "tab:purple", "ppo-ent02": "tab:brown", "ppo-ent05": "tab:red",
+    "grpo": "tab:cyan", "ape": "tab:olive", "opro": "tab:pink",
 }
 
 
@@ -491,7 +539,7 @@ def _methods(results: dict[tuple, Any]) -> list[str]:
     return [m for m in METHODS if any(k[2] == m for k in results)]
 
 
-def _table(results: dict[tuple, StageResult], cell: Callable[[list[StageResult]], str], extra: dict[str, float] | None = None) -> list[str]:
+def _table(results: dict[tuple, StageResult], cell: Callable[[list[StageResult]], str], extra: dict[str, dict[str, float]] | None = None) -> list[str]:
     """A setting x method by budget table, ``cell`` formatting each group of stages; ``extra``
     adds a constant row per setting (the instruction alone)."""
     budgets = sorted({k[3] for k in results})
@@ -501,12 +549,15 @@ def _table(results: dict[tuple, StageResult], cell: Callable[[list[StageResult]]
             cells = [cell(rows) if (rows := _stages(results, setting, method, b)) else "–" for b in budgets]
             if any(c != "–" for c in cells):
                 lines.append(f"| {setting} | {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
-        if extra and setting in extra:
-            lines.append(f"| {setting} | the instruction alone | " + " | ".join(f"{100 * extra[setting]:.1f}" for _ in budgets) + " |")
+        for label, value in (extra or {}).get(setting, {}).items():
+            lines.append(f"| {setting} | {label} | " + " | ".join(f"{100 * value:.1f}" for _ in budgets) + " |")
     return lines
 
 
-def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], checks: dict[tuple, SelectionCheck], out: Path) -> Path:
+def report(
+    results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], checks: dict[tuple, SelectionCheck], out: Path,
+    fixed: dict[str, dict[str, float]] | None = None,
+) -> Path:
     """``budget.md`` from the finished stages, the cells' curves and the selection checks."""
     seeds = sorted({k[1] for k in results})
     lines = [
@@ -527,7 +578,7 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], c
         "",
         "## Test accuracy",
         "",
-        *_table(results, lambda rows: f"{_mean_std([r.test_accuracy for r in rows])} n={len(rows)}", INSTRUCTION_ALONE),
+        *_table(results, lambda rows: f"{_mean_std([r.test_accuracy for r in rows])} n={len(rows)}", fixed),
         "",
         "## Dev accuracy of the same prompts (what selection saw)",
         "",
@@ -544,6 +595,8 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], c
         *_table(results, lambda rows: _mean_std([v for row in rows if (v := _at_stage_end(curves, row, "best_train_reward")) is not None], scale=1.0)),
         "",
         *_versus_random_lines(results),
+        *_rival_lines(results),
+        *_readability_lines(results),
         *(line for rule in SELECTION_RULES for line in _selection_lines(results, checks, rule)),
         "## Distinct prompts scored when the stage ended (seeds that reached the budget)",
         "",
@@ -568,6 +621,51 @@ def report(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], c
     path = out / "budget.md"
     write_atomic(path, "\n".join(lines))
     return path
+
+
+def _rival_lines(results: dict[tuple, StageResult]) -> list[str]:
+    """Each method of :data:`RIVALS` against its rivals: the difference of the mean test accuracies,
+    the larger seed std of the pair, and whether the difference exceeds it (split by split, the
+    splits both have)."""
+    lines = []
+    for method, rivals in RIVALS.items():
+        for setting in _settings(results):
+            for budget in sorted({k[3] for k in results if k[0] == setting and k[2] == method}):
+                ours = {r.seed: r.test_accuracy for r in _stages(results, setting, method, budget)}
+                for rival in rivals:
+                    theirs = {r.seed: r.test_accuracy for r in _stages(results, setting, rival, budget)}
+                    seeds = sorted(set(ours) & set(theirs))
+                    if not seeds:
+                        continue
+                    a, b = [100 * ours[s] for s in seeds], [100 * theirs[s] for s in seeds]
+                    gap = statistics.mean(a) - statistics.mean(b)
+                    spread = max(statistics.stdev(a), statistics.stdev(b)) if len(seeds) > 1 else float("nan")
+                    verdict = "n=1: no std" if len(seeds) < 2 else ("**beats**" if gap > spread else ("**worse**" if -gap > spread else "within std"))
+                    lines.append(f"| {setting} | {budget:,} | {LABELS.get(method, method)} vs {LABELS.get(rival, rival)} | {len(seeds)} | {gap:+.1f} | {spread:.1f} | {verdict} |")
+    if not lines:
+        return []
+    return [
+        "## The instruction writer against APE and OPRO (same splits, same budget)", "",
+        "Difference of the mean test accuracies (points) and the larger seed std of the pair (issue 25's bar).", "",
+        "| setting | budget | comparison | splits | difference | larger std | verdict |", "|---|---|---|---|---|---|---|", *lines, "",
+    ]
+
+
+def _readability_lines(results: dict[tuple, StageResult]) -> list[str]:
+    """The median perplexity, under the untrained policy LM, of the prompts each method chose."""
+    rows = []
+    for setting in _settings(results):
+        for method in _methods(results):
+            for budget in sorted({k[3] for k in results if k[0] == setting and k[2] == method}):
+                values = [r.perplexity for r in _stages(results, setting, method, budget) if not math.isnan(r.perplexity)]
+                if values:
+                    rows.append(f"| {setting} | {LABELS.get(method, method)} | {budget:,} | {statistics.median(values):,.1f} | {len(values)} |")
+    if not rows:
+        return []
+    return [
+        "## Readability: median perplexity of the chosen prompts under the untrained policy LM", "",
+        "| setting | method | budget | median perplexity | n |", "|---|---|---|---|---|", *rows, "",
+    ]
 
 
 BASELINE = "random"
@@ -655,7 +753,7 @@ def _entropy_lines(curves: dict[tuple, list[dict]]) -> list[str]:
     return lines
 
 
-def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out: Path) -> Path | None:
+def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out: Path, fixed: dict[str, dict[str, float]] | None = None) -> Path | None:
     """``budget.png``, one column per setting. Rows: test accuracy against evaluations (log axis),
     mean over seeds and the min-max band; the best training reward found against evaluations, one
     line per run (what the search optimises); distinct prompts scored against prompts sampled
@@ -693,12 +791,12 @@ def plot(results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], out
                 points = [(r["batch"], r["entropy"]) for r in rows if r["entropy"] is not None]
                 if points:
                     entropy.plot(*zip(*points), color=color, alpha=0.7, label=label)
-        if setting in INSTRUCTION_ALONE:
-            accuracy.axhline(100 * INSTRUCTION_ALONE[setting], color="gray", linestyle="--", label="the instruction alone")
+        for (label, value), style in zip((fixed or {}).get(setting, {}).items(), ("--", ":")):
+            accuracy.axhline(100 * value, color="gray", linestyle=style, label=label)
         accuracy.set(xscale="log", title=setting, xlabel="prompt evaluations on train (log)", ylabel="test accuracy of the best-on-dev prompt (%)")
         objective.set(xscale="log", xlabel="prompt evaluations on train (log)", ylabel="best training reward found (gap reward)")
         exploration.set(xlabel="prompts sampled", ylabel="distinct prompts scored (evaluations)")
-        entropy.set(xlabel="batch (16 prompts)", ylabel="policy entropy (nats per token)")
+        entropy.set(xlabel="batch (16 prompts)", ylabel="policy entropy (nats per token; writers: -log p of their samples)")
         for axis in (accuracy, objective):
             axis.xaxis.set_minor_formatter(NullFormatter())  # a short log range labels its minor ticks on top of each other
         for axis in (accuracy, objective, exploration, entropy):
@@ -732,8 +830,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for setting in args.settings:
         task, _, template = setting.partition("/")
-        if task not in TASKS or template not in ("paper", "instruction"):
-            parser.error(f"setting '{setting}' is not TASK/TEMPLATE with TASK in {', '.join(TASKS)} and TEMPLATE paper or instruction")
+        if task not in TASKS or template not in ("paper", "instruction", PROMPT_FIRST):
+            parser.error(f"setting '{setting}' is not TASK/TEMPLATE with TASK in {', '.join(TASKS)} and TEMPLATE paper, instruction or {PROMPT_FIRST}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("rlprompt").setLevel(logging.INFO)
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # it logs every event file it reads

@@ -47,7 +47,7 @@ from rlprompt.scoring.base import calibration_splits
 from rlprompt.scoring.calibration import calibrated
 from rlprompt.scoring.factory import make_scorer
 from rlprompt.scoring.local import Scorer
-from rlprompt.tasks import Task, load_task
+from rlprompt.tasks import PRESETS, Task, load_task
 from rlprompt.train import train
 
 logger = logging.getLogger("experiments.fewshot")
@@ -90,6 +90,16 @@ class TaskSetup:
     """Label words of the instruction template."""
     search_templates: tuple[str, ...]
     """Templates in which random search and RL run (the others get the manual rows only)."""
+
+
+PROMPT_FIRST = "prompt-first"
+"""The template of issue 25's instruction writers: the instruction template with ``{prompt}`` moved
+before the input, as a line of its own (``{prompt}\nReview: {sentence}\nSentiment: {mask}``)."""
+
+
+def prompt_first_template(instruction_template: str) -> str:
+    """``instruction_template`` with its ``{prompt}`` moved to the front, on a line of its own."""
+    return "{prompt}\n" + instruction_template.replace(" {prompt}", "")
 
 
 TASKS = {
@@ -199,6 +209,13 @@ class Experiment:
         setup = TASKS[task]
         if template == "paper":
             return load_task(task, str(data))
+        if template == PROMPT_FIRST:
+            # The instruction goes before the input; the manual prompt is the preset's hand-written
+            # instruction (the baseline row, and where an instruction writer starts).
+            return load_task(
+                task, str(data), template=prompt_first_template(setup.instruction_template),
+                verbalizers=list(setup.instruction_verbalizers), manual_prompt=PRESETS[task].instruction,
+            )
         return load_task(task, str(data), template=setup.instruction_template, verbalizers=list(setup.instruction_verbalizers), manual_prompt="")
 
     # --- results on disk ----------------------------------------------------------------------

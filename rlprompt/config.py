@@ -184,6 +184,8 @@ class TrainConfig:
         for name in ("ent_coef", "fluency_weight", "incorrect_coef", "kl_coef"):
             if not math.isfinite(getattr(self, name)):
                 raise RLPromptError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)!r}")
+        if self.seed >= 2**32:
+            raise RLPromptError(f"--seed must be below 2**32 (numpy's and torch's seed range), got {self.seed}")
         if self.min_length is not None and self.min_length > self.prompt_length:
             raise RLPromptError(f"--min-length must be at most the prompt length ({self.prompt_length}), got {self.min_length}")
         check_search_method(self.algo)

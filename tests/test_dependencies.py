@@ -19,7 +19,6 @@ FIRST_PARTY = {"rlprompt", "envs", "policies", "rewards"}
 # Declared, never imported by rlprompt: each is needed by a call rlprompt makes into another library.
 RUNTIME_ONLY = {
     "accelerate": "transformers refuses to load a GGUF file without it (rlprompt.models._convert_gguf)",
-    "gguf": "transformers reads GGUF files with it (the offline models ship as GGUF)",
     "tensorboard": "stable-baselines3 writes the training curves with it (tensorboard_log in rlprompt.train)",
 }
 # Imported, never declared: optional packages, imported only when asked for, with a one-line error.

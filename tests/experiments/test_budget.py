@@ -110,7 +110,7 @@ def test_a_curves_csv_without_the_later_columns_still_reads() -> None:
     parsed = budget._parse_curve_row(row)
     assert parsed == {
         "batch": 3, "prompts_sampled": 48, "evaluations": 40, "best_dev_accuracy": 0.5,
-        "best_train_reward": None, "new_prompt_reward": None, "entropy": None,
+        "best_train_reward": None, "new_prompt_reward": None, "entropy": None, "kl": None, "distinct_in_batch": None,
     }
 
 
@@ -182,3 +182,19 @@ def test_methods_are_compared_with_random_search_split_by_split() -> None:
     assert table["PPO, entropy bonus 0.01"] == "-10.0 (0.0) within std n=1", "one split has no std to beat"
     assert not any("random search |" in line for line in lines), "random search is the baseline, not a row"
     assert budget._versus_random_lines({row.key: row for row in rows if row.method != "random"}) == []
+
+
+def test_the_instruction_writer_is_compared_with_ape_and_opro_by_the_larger_std() -> None:
+    def stage(seed: int, method: str, test: float, perplexity: float = 10.0) -> budget.StageResult:
+        return budget.StageResult("sst-2/prompt-first", seed, method, 1280, 1280, 1280, 80, "p", 0.5, 0.5, test, False, 1.0, "bf16", perplexity)
+
+    rows = [stage(13, "grpo", 0.86), stage(21, "grpo", 0.88, 30.0), stage(42, "grpo", 0.87),
+            stage(13, "ape", 0.80), stage(21, "ape", 0.84), stage(42, "ape", 0.82),
+            stage(13, "opro", 0.85), stage(21, "opro", 0.89)]
+    lines = budget._rival_lines({row.key: row for row in rows})
+    table = {line.split(" | ")[2]: line.split(" | ")[3:] for line in lines if line.startswith("| sst-2/prompt-first")}
+    # GRPO 87.0 against APE 82.0: +5.0 > max(std 1.0, 2.0); against OPRO on splits 13 and 21: 87.0 vs 87.0.
+    assert table["GRPO instruction writer vs APE"] == ["3", "+5.0", "2.0", "**beats** |"]
+    assert table["GRPO instruction writer vs OPRO"] == ["2", "+0.0", "2.8", "within std |"]
+    readability = budget._readability_lines({row.key: row for row in rows})
+    assert "| sst-2/prompt-first | GRPO instruction writer | 1,280 | 10.0 | 3 |" in readability
