@@ -24,8 +24,6 @@ from rlprompt.models import LoadedModel
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
 """Tokens that end an assistant turn in common chat formats (ChatML, Gemma, Llama 3, Phi)."""
-ADAPTER_FOLDER = "adapter"
-"""Where the LoRA weights of a writer are saved (PEFT's ``save_pretrained`` layout)."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +194,8 @@ class InstructionWriter:
 
     def save_adapter(self, folder: Path) -> None:
         """The LoRA weights and config, PEFT's layout (``adapter_config.json``, ``adapter_model.safetensors``)."""
-        self.model.save_pretrained(str(folder))
+        # The embeddings are never trained: say so, rather than let PEFT look for a vocabulary change.
+        self.model.save_pretrained(str(folder), save_embedding_layers=False)
 
     def load_adapter(self, folder: Path) -> None:
         from peft import set_peft_model_state_dict
