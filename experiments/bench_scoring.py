@@ -742,7 +742,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine["host_allocator_tuned"] = tune_host_allocator()
 
     # 1. Matmul peaks, in this run, with torch's default thread count.
-    print("measuring matmul peaks ...", file=sys.stderr)
+    if "scoring" in args.sections:
+        print("measuring matmul peaks ...", file=sys.stderr)
     peak_repeats = 3 if args.quick else 5
     peaks = {
         str(dtype).removeprefix("torch."): {
