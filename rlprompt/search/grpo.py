@@ -112,21 +112,21 @@ class GRPOSearch(TextSearch):
         magnitude and the samples' entropy (their mean negative log-probability per token)."""
         config, writer = self.context.config, self.writer
         advantages = torch.tensor(group_advantages(rewards), dtype=torch.float32, device=writer.device)
-        kept = [s if s else (writer.pad_id,) for s in samples]  # an empty sample still has its stop token
         with torch.no_grad():
-            old, mask = writer.log_probs(self.meta_prompt_ids, kept)
-            ref, _ = writer.log_probs(self.meta_prompt_ids, kept, adapters=False)
-        stats: dict[str, float] = {"entropy": float(-(old.sum() / mask.sum()))}
+            old, mask = writer.log_probs(self.meta_prompt_ids, samples)
+            ref, _ = writer.log_probs(self.meta_prompt_ids, samples, adapters=False)
+        entropy = {"entropy": float(-(old.sum() / mask.sum()))}
         if not advantages.abs().any():
-            return {**stats, "kl": float(((torch.exp(ref - old) - (ref - old) - 1) * mask).sum() / mask.sum()), "clipped_fraction": 0.0, "objective": 0.0}
+            # Equal rewards carry no signal: no step (Adam's momentum would still move the adapters).
+            return {**entropy, **grpo_loss(old, old, ref, advantages, mask, config.clip_range, config.kl_coef)[1]}
         for _ in range(config.n_epochs):
-            log_probs, _ = writer.log_probs(self.meta_prompt_ids, kept)
-            loss, stats_now = grpo_loss(log_probs, old, ref, advantages, mask, config.clip_range, config.kl_coef)
+            log_probs, _ = writer.log_probs(self.meta_prompt_ids, samples)
+            loss, stats = grpo_loss(log_probs, old, ref, advantages, mask, config.clip_range, config.kl_coef)
             self.optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(writer.trainable_parameters(), 1.0)
             self.optimizer.step()
-        return {**stats, **stats_now}
+        return {**entropy, **stats}
 
     def greedy_prompt(self) -> tuple[str, list[int]]:
         samples = self.writer.sample(self.meta_prompt_ids, 1, greedy=True)

@@ -42,6 +42,21 @@ def _kill_after(command: list[str], state: Path, batches: int, timeout: float = 
     return json.loads(state.read_text(encoding="utf-8"))
 
 
+def record_train_scoring(monkeypatch) -> list[str]:
+    """Every prompt the target LM scores on the demo task's train set from now on (a list that grows)."""
+    train_sentences = [example.text for example in load_task("demo").train]
+    on_train: list[str] = []
+    original = Scorer.class_logits
+
+    def recording(self, prompts, sentences):
+        if list(sentences) == train_sentences:
+            on_train.extend(prompts)
+        return original(self, prompts, sentences)
+
+    monkeypatch.setattr(Scorer, "class_logits", recording)
+    return on_train
+
+
 def test_resume_after_sigkill_skips_scored_prompts(tiny_llama_dir, tmp_path, monkeypatch) -> None:
     run = tmp_path / "runs" / "killed"
     command = cli_command(
@@ -55,16 +70,7 @@ def test_resume_after_sigkill_skips_scored_prompts(tiny_llama_dir, tmp_path, mon
     assert (run / "policy.safetensors").is_file() and not (run / "prompt.json").with_suffix(".tmp").exists()
 
     # Resume in this process, recording every prompt the target LM scores on the train set.
-    train_sentences = [example.text for example in load_task("demo").train]
-    on_train: list[str] = []
-    original = Scorer.class_logits
-
-    def recording(self, prompts, sentences):
-        if list(sentences) == train_sentences:
-            on_train.extend(prompts)
-        return original(self, prompts, sentences)
-
-    monkeypatch.setattr(Scorer, "class_logits", recording)
+    on_train = record_train_scoring(monkeypatch)
     config = resume_config(run, steps=done + 4)
     assert config.seed == 3 and config.num_prompts == 4 and config.runs_dir == str(run.parent)
     result = train(config, progress_bar=False, resume=True)

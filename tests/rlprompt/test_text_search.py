@@ -20,7 +20,7 @@ from rlprompt.search.grpo import group_advantages, grpo_loss
 from rlprompt.tasks import load_task
 from rlprompt.train import STATE_FILE, resume_config, train
 from tests.rlprompt.test_cli import assert_bad_input, cli_command, run_cli
-from tests.rlprompt.test_resume import _kill_after
+from tests.rlprompt.test_resume import _kill_after, record_train_scoring
 
 PROMPT_FIRST = "{prompt}\nReview: {sentence}\nIt was {mask}"
 
@@ -120,16 +120,7 @@ def test_grpo_resumes_after_sigkill_with_its_adapters_optimizer_and_selector(tin
 
     on_disk = load_file(str(run / f"writer-{done}" / "adapter_model.safetensors"))
 
-    train_sentences = [example.text for example in load_task("demo").train]
-    on_train: list[str] = []
-    original = Scorer.class_logits
-
-    def recording(self, prompts, sentences):
-        if list(sentences) == train_sentences:
-            on_train.extend(prompts)
-        return original(self, prompts, sentences)
-
-    monkeypatch.setattr(Scorer, "class_logits", recording)
+    on_train = record_train_scoring(monkeypatch)
     restored = {}
     from rlprompt.search.grpo import GRPOSearch
 
