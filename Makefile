@@ -24,13 +24,17 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: setup
 	$(VENV)/bin/rlprompt train
 
-# Every cell of experiments/results/budget.md (issue 13), resumable: a run again does only the
+# Every cell of experiments/results/budget.md (issues 13 and 25), resumable: a run again does only the
 # stages the CSV lacks. BUDGET_ARGS adds flags, e.g. BUDGET_ARGS='--work-dir /big/disk' or '--ray'.
 BUDGET := $(PY) -m experiments.budget $(BUDGET_ARGS)
 budget: setup
 	$(BUDGET) --methods ppo sql random ppo-ent
 	$(BUDGET) --settings sst-2/paper --seeds 87 100 --methods random ppo-ent
 	$(BUDGET) --settings sst-2/paper --seeds 87 --methods ppo-ent02 ppo-ent05
+	# Issue 25: instruction writers against APE, OPRO and random search, prompt-first templates.
+	$(BUDGET) --settings sst-2/prompt-first --seeds 13 21 42 87 100 --methods grpo ape opro random --budgets 320 1280
+	$(BUDGET) --settings agnews/prompt-first --seeds 13 21 42 --methods grpo ape opro random --budgets 320 1280
+	$(BUDGET) --settings sst-2/prompt-first --seeds 13 --methods grpo-lr1e3 grpo-kl0 --budgets 320 1280
 
 # PYTEST_ARGS narrows a run, e.g. PYTEST_ARGS='-m "not real_model"'; RLPROMPT_DTYPE=fp32|bf16
 # forces the precision the suite runs in (default: what --dtype auto picks on this machine).
