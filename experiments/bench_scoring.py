@@ -83,6 +83,8 @@ INSTRUCTION_TOKENS = 48
 """Tokens of each prompt in the prompt-first measurement (an instruction writer's longest)."""
 PROMPT_FIRST_TEMPLATE = "{prompt}\nReview: {sentence}\nSentiment: {mask}"
 PROMPT_FIRST_VERBALIZERS = (" negative", " positive")
+EXACTNESS_SENTENCES = 128
+"""Sentences on which the prompt-first paths are also compared in fp32."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -105,6 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "prompt-first scoring (the prompt cache against the plain path), GRPO steps of the instruction writer",
     )
     parser.add_argument("--prompt-first-prompts", type=int, default=2, help="48-token prompts scored on SST-2 test by each prompt-first path")
+    parser.add_argument("--prompt-first-sentences", type=int, default=None, help="score only the first N test sentences in the prompt-first section (default: all)")
     parser.add_argument("--grpo-steps", type=int, default=5, help="GRPO steps per dtype (the first, with warm-up, is not in the median)")
     parser.add_argument("--grpo-child", nargs=2, metavar=("DTYPE", "JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -635,14 +638,16 @@ def instruction_like_prompts(lm: LoadedModel, vocab: ActionVocabulary, count: in
     return prompts
 
 
-def prompt_first(args: argparse.Namespace, lm: LoadedModel, vocab: ActionVocabulary) -> dict:
-    """48-token prompts before the input, on the whole SST-2 test set: the prompt cache against the
-    plain path. The limit of the speed-up is the ratio of tokens run per pair, plain over cached
-    (the input part still runs for every pair; each prompt runs once)."""
+def prompt_first(args: argparse.Namespace, lm: LoadedModel, vocab: ActionVocabulary, lm_fp32: LoadedModel) -> dict:
+    """48-token prompts before the input, on the SST-2 test set: the prompt cache against the
+    plain path, in ``lm``'s dtype. The limit of the speed-up is the ratio of tokens run per pair,
+    plain over cached (the input part still runs for every pair; each prompt runs once). The
+    class logits of both paths are also compared in fp32 (``lm_fp32``) on the first
+    :data:`EXACTNESS_SENTENCES` sentences, where only float rounding can tell them apart."""
     from experiments.fewshot import test_set
 
     task = load_task("sst-2", str(args.data_root / "sst-2" / SPLIT), template=PROMPT_FIRST_TEMPLATE, verbalizers=list(PROMPT_FIRST_VERBALIZERS))
-    sentences = [example.text for example in test_set(task)]
+    sentences = [example.text for example in test_set(task)][: args.prompt_first_sentences]
     prompts = instruction_like_prompts(lm, vocab, args.prompt_first_prompts, args.seed)
     encoder = TemplateEncoder(lm.tokenizer, lm.kind, task.template)
     heads = [len(encoder.encode(sentences[0], prompt, split_at="sentence").prefix) for prompt in prompts]
@@ -659,6 +664,10 @@ def prompt_first(args: argparse.Namespace, lm: LoadedModel, vocab: ActionVocabul
         logits[name] = scorer.class_logits(prompts, sentences)
         timings[name] = time.perf_counter() - started
     speedup = timings["plain"] / timings["cached"]
+    exact = [
+        Scorer(lm_fp32, task.template, task.verbalizers, max_batch_tokens=args.batch_tokens, prefix_cache=cache).class_logits(prompts, sentences[:EXACTNESS_SENTENCES])
+        for cache in (True, False)
+    ]
     result = {
         "dtype": dtype_name(lm.dtype), "prompts": len(prompts), "sentences": len(sentences), "prompt_tokens": INSTRUCTION_TOKENS,
         "head_tokens": heads, "mean_tail_tokens": statistics.mean(tails),
@@ -666,11 +675,14 @@ def prompt_first(args: argparse.Namespace, lm: LoadedModel, vocab: ActionVocabul
         "token_ratio_limit": limit, "share_of_limit": speedup / limit,
         "max_abs_logit_difference": float((logits["plain"] - logits["cached"]).abs().max()),
         "same_class": float((logits["plain"].argmax(-1) == logits["cached"].argmax(-1)).float().mean()),
+        "fp32_max_abs_logit_difference": float((exact[0] - exact[1]).abs().max()),
+        "fp32_pairs_compared": int(exact[0].shape[0] * exact[0].shape[1]),
     }
     print(
         f"- prompt-first: cached {timings['cached']:.1f} s, plain {timings['plain']:.1f} s: {speedup:.2f}x, limit {limit:.2f}x "
         f"({100 * result['share_of_limit']:.0f}% of it); max |logit difference| {result['max_abs_logit_difference']:.2e}, "
-        f"same class on {100 * result['same_class']:.2f}% of pairs"
+        f"same class on {100 * result['same_class']:.2f}% of pairs; in fp32 on {result['fp32_pairs_compared']} pairs the max "
+        f"|logit difference| is {result['fp32_max_abs_logit_difference']:.2e}"
     )
     return result
 
@@ -786,7 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 4. Prompt-first templates, in the machine's best dtype.
     prompt_first_result = None
     if "prompt-first" in args.sections:
-        prompt_first_result = prompt_first(args, lm_bf16 if best_dtype == "bf16" and lm_bf16 is not None else lm, vocab)
+        prompt_first_result = prompt_first(args, lm_bf16 if best_dtype == "bf16" and lm_bf16 is not None else lm, vocab, lm)
     agreement_result = None
     if lm_bf16 is not None and args.agreement and "agreement" in args.sections:
         agreement_result = dtype_agreement(lm, lm_bf16, args, vocab)
