@@ -67,5 +67,5 @@ $(VENV_LOWEST)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 test-lowest: $(VENV_LOWEST)/.installed
-	@echo "lowest versions: $$(grep -i -E '^(torch|transformers|accelerate|gguf|huggingface-hub|numpy|safetensors|gymnasium|stable-baselines3|evaluate|datasets|platformdirs|tqdm|tensorboard|matplotlib|pytest)==' $(VENV_LOWEST)/versions.txt | tr '\n' ' ')"
+	@echo "lowest versions: $$(grep -i -E '^(torch|transformers|peft|accelerate|gguf|huggingface-hub|numpy|safetensors|gymnasium|stable-baselines3|evaluate|datasets|platformdirs|tqdm|tensorboard|matplotlib|pytest|hypothesis)==' $(VENV_LOWEST)/versions.txt | tr '\n' ' ')"
 	$(PY_LOWEST) -m pytest -m "not real_model" $(PYTEST_ARGS)
