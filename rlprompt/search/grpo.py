@@ -108,8 +108,8 @@ class GRPOSearch(TextSearch):
         return infos, stats
 
     def update(self, samples: list[tuple[int, ...]], rewards: np.ndarray) -> dict[str, float]:
-        """``n_epochs`` steps on one group; the last epoch's loss statistics, the mean advantage
-        magnitude and the samples' entropy (their mean negative log-probability per token)."""
+        """``n_epochs`` steps on one group; the last epoch's loss statistics (KL, clipped fraction,
+        objective) and the samples' entropy (their mean negative log-probability per token)."""
         config, writer = self.context.config, self.writer
         advantages = torch.tensor(group_advantages(rewards), dtype=torch.float32, device=writer.device)
         with torch.no_grad():
