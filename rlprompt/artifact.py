@@ -100,7 +100,7 @@ class PromptFile:
     """Weight dtype of ``target_lm`` when the accuracies were computed (``fp32`` or ``bf16``);
     ``None`` in files written before it was recorded."""
     writer: dict[str, str | None] | None = None
-    """An instruction writer's provenance (grpo, ape, opro): ``lm`` (the policy LM), ``algo``,
+    """An instruction writer's provenance (grpo, ape, opro, grpo-opro): ``lm`` (the policy LM), ``algo``,
     ``meta_prompt`` (the text it read) and ``adapter`` (its LoRA weights' folder, relative to the
     run folder; null for a writer without adapters); None for token policies."""
     schema_version: int = SCHEMA_VERSION

@@ -77,7 +77,7 @@ class TrainConfig:
     the default target model."""
     prompt_length: int | None = None
     """Tokens per prompt (the most, when min_length is smaller); default: 5 for token policies, 48
-    for instruction writers (grpo, ape, opro), which end earlier at their end-of-turn token."""
+    for instruction writers (grpo, ape, opro, grpo-opro), which end earlier at their end-of-turn token."""
     min_length: int | None = None
     """Fewest tokens per prompt: below prompt_length the policy also has an end-of-prompt action,
     so prompts of min_length..prompt_length tokens are searched (0: the empty prompt too, which
@@ -116,7 +116,7 @@ class TrainConfig:
     """Width of the policy's adapter MLP (2048 in the paper)."""
     task_description: str | None = None
     """What the inputs are and what is asked, in one line, for an instruction writer's meta-prompt
-    (grpo, ape, opro); default: the preset's."""
+    (grpo, ape, opro, grpo-opro); default: the preset's."""
     meta_prompt: str | None = None
     """A file with the instruction writer's meta-prompt, whose fields {description}, {labels},
     {examples} and {instruction} are filled in; default: the built-in one."""

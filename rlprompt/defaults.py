@@ -9,7 +9,7 @@ DEFAULT_MODEL = "smollm2-135m"
 PROMPT_LENGTH = 5
 """Tokens per prompt (the paper's 5)."""
 INSTRUCTION_LENGTH = 48
-"""The most tokens of an instruction an instruction writer (grpo, ape, opro) writes."""
+"""The most tokens of an instruction an instruction writer (grpo, ape, opro, grpo-opro) writes."""
 CORRECT_COEF = 200.0
 """Gap reward scale when the gold class wins (the paper's)."""
 INCORRECT_COEF = 180.0

@@ -20,9 +20,10 @@ SEARCH_METHODS: dict[str, str] = {
     "grpo": "rlprompt.search.grpo:GRPOSearch",
     "ape": "rlprompt.search.ape:APESearch",
     "opro": "rlprompt.search.opro:OPROSearch",
+    "grpo-opro": "rlprompt.search.grpo:GRPOHistorySearch",
 }
 """``--algo`` name -> ``module:class`` of its :class:`~rlprompt.search.base.SearchMethod`."""
-TEXT_METHODS = frozenset({"grpo", "ape", "opro"})
+TEXT_METHODS = frozenset({"grpo", "ape", "opro", "grpo-opro"})
 """The methods whose policy writes whole instructions with a causal LM
 (:class:`~rlprompt.search.text.TextSearch`); the others write prompts token by token."""
 

@@ -6,8 +6,6 @@ writer, after the same meta-prompt, that never learns.
 
 from __future__ import annotations
 
-from typing import Any
-
 from rlprompt.search.text import TextSearch
 
 
@@ -15,6 +13,3 @@ class APESearch(TextSearch):
     """Each batch: ``num_prompts`` instructions sampled after the meta-prompt, scored on train."""
 
     name = "ape"
-
-    def step(self) -> tuple[list[dict[str, Any]], dict[str, float | None]]:
-        return self.score(self.writer.sample(self.meta_prompt_ids, self.context.config.num_prompts, self.generator()))

@@ -27,6 +27,7 @@ import torch
 
 from rlprompt.policies.instruction_writer import InstructionWriter, LoraSettings
 from rlprompt.search.base import load_optimizer, save_optimizer
+from rlprompt.search.opro import SHOWN
 from rlprompt.search.text import TextSearch
 
 logger = logging.getLogger(__name__)
@@ -102,25 +103,27 @@ class GRPOSearch(TextSearch):
 
     def step(self) -> tuple[list[dict[str, Any]], dict[str, float | None]]:
         config = self.context.config
-        samples = self.writer.sample(self.meta_prompt_ids, config.num_prompts, self.generator())
+        meta_prompt = self.batch_meta_prompt()
+        samples = self.writer.sample(meta_prompt, config.num_prompts, self.generator())
         infos, stats = self.score(samples)
-        stats.update(self.update(samples.token_ids, np.array([info["raw_reward"] for info in infos])))
+        stats.update(self.update(meta_prompt, samples.token_ids, np.array([info["raw_reward"] for info in infos])))
         return infos, stats
 
-    def update(self, samples: list[tuple[int, ...]], rewards: np.ndarray) -> dict[str, float]:
-        """``n_epochs`` steps on one group; the last epoch's loss statistics (KL, clipped fraction,
-        objective) and the samples' entropy (their mean negative log-probability per token)."""
+    def update(self, meta_prompt: list[int], samples: list[tuple[int, ...]], rewards: np.ndarray) -> dict[str, float]:
+        """``n_epochs`` steps on one group written after ``meta_prompt``; the last epoch's loss
+        statistics (KL, clipped fraction, objective) and the samples' entropy (their mean negative
+        log-probability per token)."""
         config, writer = self.context.config, self.writer
         advantages = torch.tensor(group_advantages(rewards), dtype=torch.float32, device=writer.device)
         with torch.no_grad():
-            old, mask = writer.log_probs(self.meta_prompt_ids, samples)
-            ref, _ = writer.log_probs(self.meta_prompt_ids, samples, adapters=False)
+            old, mask = writer.log_probs(meta_prompt, samples)
+            ref, _ = writer.log_probs(meta_prompt, samples, adapters=False)
         entropy = {"entropy": float(-(old.sum() / mask.sum()))}
         if not advantages.abs().any():
             # Equal rewards carry no signal: no step (Adam's momentum would still move the adapters).
             return {**entropy, **grpo_loss(old, old, ref, advantages, mask, config.clip_range, config.kl_coef)[1]}
         for _ in range(config.n_epochs):
-            log_probs, _ = writer.log_probs(self.meta_prompt_ids, samples)
+            log_probs, _ = writer.log_probs(meta_prompt, samples)
             loss, stats = grpo_loss(log_probs, old, ref, advantages, mask, config.clip_range, config.kl_coef)
             self.optimizer.zero_grad()
             loss.backward()
@@ -129,7 +132,7 @@ class GRPOSearch(TextSearch):
         return {**entropy, **stats}
 
     def greedy_prompt(self) -> tuple[str, list[int]]:
-        samples = self.writer.sample(self.meta_prompt_ids, 1, greedy=True)
+        samples = self.writer.sample(self.batch_meta_prompt(), 1, greedy=True)
         return samples.texts[0], list(samples.token_ids[0])
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -162,6 +165,14 @@ class GRPOSearch(TextSearch):
     def adapter_path(self) -> str:
         """Where the newest adapters are, relative to the run folder (recorded in the prompt file)."""
         return f"{CHECKPOINT_PREFIX}{self.context.selector.batches}"
+
+
+class GRPOHistorySearch(GRPOSearch):
+    """GRPO on OPRO's meta-prompt: the writer sees the best instructions scored so far, as OPRO's
+    does, and its adapters learn from each group as GRPO's do (both levers at once)."""
+
+    name = "grpo-opro"
+    shown_history = SHOWN
 
 
 def checkpoints(folder: Path) -> list[Path]:

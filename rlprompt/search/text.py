@@ -1,7 +1,8 @@
 """Search methods that write whole instructions with a causal LM (APE, OPRO, GRPO).
 
 Each batch: the writer samples ``num_prompts`` instructions after a meta-prompt built from the
-task (:mod:`rlprompt.meta_prompt`), the cached reward scores the new ones on train, and the
+task (:mod:`rlprompt.meta_prompt`), with OPRO's history the best instructions scored so far, the
+cached reward scores the new ones on train, and the
 batch goes to the selector, as for every method: the budget (``--max-evaluations``),
 ``--patience``, ``prompt.json`` and ``--resume`` work the same. No token-by-token env is built.
 Sampling is seeded by the seed and the batch number, so a resumed run draws what an unbroken
@@ -10,14 +11,13 @@ run would have drawn.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from typing import Any
 
 import numpy as np
 import torch
 
 from rlprompt.envs.prompt_env import scored_info
-from rlprompt.meta_prompt import MetaPromptParts, meta_prompt_parts, read_meta_prompt
+from rlprompt.meta_prompt import MetaPromptParts, meta_prompt_parts, opro_meta_prompt, read_meta_prompt
 from rlprompt.policies.instruction_writer import InstructionWriter, Samples
 from rlprompt.search.base import SearchContext, SearchMethod
 
@@ -25,9 +25,14 @@ from rlprompt.search.base import SearchContext, SearchMethod
 class TextSearch(SearchMethod):
     """Proposes whole instructions written by an :class:`InstructionWriter` after a meta-prompt.
 
-    Subclasses say what one batch does (:meth:`step`); the writer here is the untrained policy
-    LM, shared with the run (no adapters).
+    A batch here is APE's: write after the meta-prompt, score. Subclasses set
+    :attr:`shown_history` (OPRO) or learn from each batch (GRPO); the writer here is the untrained
+    policy LM, shared with the run (no adapters).
     """
+
+    shown_history: int = 0
+    """Scored instructions shown in the meta-prompt, the best by train accuracy (OPRO's 20);
+    0: the task's fixed meta-prompt."""
 
     def __init__(self, context: SearchContext) -> None:
         super().__init__(context)
@@ -79,9 +84,32 @@ class TextSearch(SearchMethod):
             "accuracy_mean": float(np.mean([info["metrics"].get("accuracy", np.nan) for info in infos])),
         }
 
-    @abstractmethod
     def step(self) -> tuple[list[dict[str, Any]], dict[str, float | None]]:
-        """One batch: write, score (and learn); the scored infos and the batch's statistics."""
+        """One batch: write, score (and, in a subclass, learn); the scored infos and the batch's statistics."""
+        return self.score(self.writer.sample(self.batch_meta_prompt(), self.context.config.num_prompts, self.generator()))
+
+    def batch_meta_prompt(self) -> list[int]:
+        """Ids of the meta-prompt the next batch is written after: the fixed one, or with
+        :attr:`shown_history` OPRO's, read from the reward cache so that a resumed run shows what
+        an unbroken one would. There the user's instruction is scored first (one evaluation), so
+        the first batch has a score to improve on."""
+        if not self.shown_history:
+            return self.meta_prompt_ids
+        seed_instruction = self.parts.instruction
+        if seed_instruction and seed_instruction not in self.context.reward:
+            self.context.selector.add_candidate(self.score_one(seed_instruction))
+        history = self.history()
+        return self.writer.encode_meta_prompt(opro_meta_prompt(self.parts, history) if history else self.meta_prompt_text)
+
+    def history(self) -> list[tuple[str, float]]:
+        """The best :attr:`shown_history` instructions scored so far and their train accuracy."""
+        scored = [(text, metrics["accuracy"]) for text, (_, metrics) in self.context.reward.scored().items() if text]
+        return sorted(scored, key=lambda item: item[1], reverse=True)[: self.shown_history]
+
+    def score_one(self, text: str) -> dict[str, Any]:
+        """One instruction scored on train, as the selector takes it."""
+        ids = self.writer.tokenizer(text, add_special_tokens=False).input_ids
+        return scored_info(text, ids, self.context.reward([text]), 0)
 
     def run(self, steps: int, progress_bar: bool) -> None:
         from tqdm.auto import tqdm

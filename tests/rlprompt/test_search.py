@@ -46,7 +46,7 @@ def test_cli_choices_and_check_come_from_the_registry() -> None:
 
     train_parser = next(a for a in _parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("train"))
     algo = next(a for a in train_parser._actions if a.dest == "algo")
-    assert algo.choices == list(SEARCH_METHODS) == ["ppo", "a2c", "sql", "random", "grpo", "ape", "opro"]
+    assert algo.choices == list(SEARCH_METHODS) == ["ppo", "a2c", "sql", "random", "grpo", "ape", "opro", "grpo-opro"]
     with pytest.raises(RLPromptError, match="unknown algo 'dqn'; valid: ppo, a2c, sql, random"):
         TrainConfig(algo="dqn").check()
     assert issubclass(search_method("random"), SearchMethod)

@@ -84,7 +84,7 @@ def test_instruction_writers_default_to_48_tokens_and_token_policies_to_5() -> N
     assert TrainConfig().prompt_length == 5 and TrainConfig(algo="grpo", prompt_length=12).prompt_length == 12
 
 
-@pytest.mark.parametrize("algo", ["grpo", "ape", "opro"])
+@pytest.mark.parametrize("algo", ["grpo", "ape", "opro", "grpo-opro"])
 def test_one_step_of_each_instruction_writer(tiny_llama_dir, tmp_path, algo: str) -> None:
     result = train(_config(tmp_path, tiny_llama_dir, algo), progress_bar=False)
     run = tmp_path / "runs" / algo
@@ -94,7 +94,7 @@ def test_one_step_of_each_instruction_writer(tiny_llama_dir, tmp_path, algo: str
     assert row["distinct_in_batch"] <= 4 and row["new_instructions"] >= 1
     writer = PromptFile.load(result.path).writer
     assert writer["lm"] == str(tiny_llama_dir) and writer["algo"] == algo and "Examples:" in writer["meta_prompt"]
-    if algo == "grpo":
+    if algo.startswith("grpo"):
         assert {"kl", "entropy", "clipped_fraction"} <= set(row)
         assert writer["adapter"] == "writer-1" and (run / "writer-1" / "adapter_model.safetensors").is_file()
         assert any(c.greedy for c in result.prompt_file.candidates), "grpo's greedy instruction is scored"
@@ -102,7 +102,24 @@ def test_one_step_of_each_instruction_writer(tiny_llama_dir, tmp_path, algo: str
         assert writer["adapter"] is None and not list(run.glob("writer-*"))
     evaluations = result.prompt_file.budget["prompt_evaluations"]
     # OPRO scores the user's instruction first (there is none here: the demo data with a custom template has the preset's).
-    assert evaluations <= 4 + (algo == "grpo") + (algo == "opro")
+    assert evaluations <= 4 + algo.startswith("grpo") + algo.endswith("opro")
+
+
+def test_grpo_on_opro_history_learns_on_the_meta_prompt_its_batch_was_written_after(tiny_llama_dir, tmp_path, monkeypatch) -> None:
+    from rlprompt.search.grpo import GRPOSearch
+
+    seen: list[list[int]] = []
+    original = GRPOSearch.update
+
+    def update(self, meta_prompt, samples, rewards):
+        seen.append(list(meta_prompt))
+        return original(self, meta_prompt, samples, rewards)
+
+    monkeypatch.setattr(GRPOSearch, "update", update)
+    train(_config(tmp_path, tiny_llama_dir, "grpo-opro", steps=2), progress_bar=False)
+    assert len(seen) == 2 and seen[0] != seen[1], "the second batch's meta-prompt shows the first batch's scores"
+    history = json.loads((tmp_path / "runs" / "grpo-opro" / "history.json").read_text(encoding="utf-8"))
+    assert [row["batch"] for row in history] == [1, 2]
 
 
 def test_grpo_resumes_after_sigkill_with_its_adapters_optimizer_and_selector(tiny_llama_dir, tmp_path, monkeypatch) -> None:
