@@ -38,7 +38,7 @@ import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from experiments import worker_cache
 from experiments.fewshot import PROMPT_FIRST, RESULTS, TASKS, Experiment, _mean_std, test_set
@@ -46,6 +46,7 @@ from experiments.plot_tuning import scalar_series
 from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, run_cells
 from rlprompt.artifact import write_atomic
 from rlprompt.config import TrainConfig
+from rlprompt.search import TEXT_METHODS
 from rlprompt.train import STATE_FILE, run_dir, train
 
 logger = logging.getLogger("experiments.budget")
@@ -615,9 +616,10 @@ def report(
     ]
     if (out / "budget.png").exists():
         lines += ["", "![test accuracy, best training reward, new prompts and policy entropy against the budget](budget.png)"]
-    entropy = _entropy_lines(curves)
+    entropy = _curve_lines(curves, "entropy")
     if entropy:
         lines += ["", "## Policy entropy (nats per token), mean over seeds", "", *entropy]
+    lines += _writer_curve_lines(curves)
     lines += ["", "## Every stage", "", "| cell | budget | prompt | evaluations | steps | greedy | dev | test | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(results):
         row = results[key]
@@ -737,15 +739,17 @@ def _at_stage_end(curves: dict[tuple, list[dict]], stage: StageResult, column: s
 
 
 ENTROPY_BATCHES = (2, 5, 10, 20, 40, 80, 160, 320)
-"""Batches at which the entropy table reads each policy's curve."""
+"""Batches at which the entropy table (and the writers' curve tables) read each run's curve."""
 
 
-def _entropy_lines(curves: dict[tuple, list[dict]]) -> list[str]:
-    """A setting x method table of the policy entropy at :data:`ENTROPY_BATCHES` (RL methods
-    only): each run's latest logged value up to that batch, for runs that got there."""
+def _curve_lines(curves: dict[tuple, list[dict]], column: str, methods: Sequence[str] | None = None) -> list[str]:
+    """A setting x method table of one curve column at :data:`ENTROPY_BATCHES`: each run's latest
+    logged value up to that batch, mean over the runs that got there (``methods``: only those)."""
     at: dict[tuple[str, str, int], list[float]] = {}
     for (setting, _, method), rows in curves.items():
-        logged = [(row["batch"], row["entropy"]) for row in rows if row["entropy"] is not None]
+        if methods is not None and method not in methods:
+            continue
+        logged = [(row["batch"], row[column]) for row in rows if row.get(column) is not None]
         for milestone in ENTROPY_BATCHES:
             before = [value for batch, value in logged if batch <= milestone]
             if before and rows[-1]["batch"] >= milestone:
@@ -759,6 +763,25 @@ def _entropy_lines(curves: dict[tuple, list[dict]]) -> list[str]:
             cells = [f"{statistics.mean(values):.2f} n={len(values)}" if (values := at.get((setting, method, b))) else "–" for b in batches]
             if any(c != "–" for c in cells):
                 lines.append(f"| {setting} | {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+WRITER_CURVES = {
+    "new_prompt_reward": "Mean train gap reward of the instructions first scored in that batch",
+    "kl": "KL of the GRPO writer to the untrained LM, nats per token (the last epoch of the update)",
+    "distinct_in_batch": "Distinct instructions among the batch's 16",
+}
+"""The per-batch curves issue 25 asks of the instruction writers, with their table titles."""
+
+
+def _writer_curve_lines(curves: dict[tuple, list[dict]]) -> list[str]:
+    """The instruction writers' per-batch curves (:data:`WRITER_CURVES`), a table each."""
+    writers = [method for method, settings in METHODS.items() if settings["algo"] in TEXT_METHODS]
+    lines = []
+    for column, title in WRITER_CURVES.items():
+        table = _curve_lines(curves, column, writers)
+        if table:
+            lines += ["", f"## Instruction writers: {title}, mean over seeds", "", *table]
     return lines
 
 

@@ -198,3 +198,25 @@ def test_the_instruction_writer_is_compared_with_ape_and_opro_by_the_larger_std(
     assert table["GRPO instruction writer vs OPRO"] == ["2", "+0.0", "2.8", "within std |"]
     readability = budget._readability_lines({row.key: row for row in rows})
     assert "| sst-2/prompt-first | GRPO instruction writer | 1,280 | 10.0 | 3 |" in readability
+
+
+def test_the_writers_curves_are_tabled_batch_by_batch_mean_over_seeds() -> None:
+    def run(method: str, rewards: list[float], kl: list[float | None]) -> list[dict]:
+        return [
+            {"batch": i + 1, "new_prompt_reward": r, "kl": k, "distinct_in_batch": 16.0, "entropy": 3.0}
+            for i, (r, k) in enumerate(zip(rewards, kl))
+        ]
+
+    curves = {
+        ("sst-2/prompt-first", 13, "grpo"): run("grpo", [50.0, 60.0, 70.0, 80.0, 90.0], [0.0, 0.1, 0.2, 0.3, 0.4]),
+        ("sst-2/prompt-first", 21, "grpo"): run("grpo", [40.0, 50.0, 60.0, 70.0, 80.0], [0.0, 0.3, 0.4, 0.5, 0.6]),
+        ("sst-2/prompt-first", 13, "ape"): run("ape", [50.0, 50.0, 50.0, 50.0, 50.0], [None] * 5),
+        ("sst-2/paper", 13, "ppo"): run("ppo", [1.0] * 5, [None] * 5),
+    }
+    text = "\n".join(budget._writer_curve_lines(curves))
+    reward_table = text.split("## Instruction writers: Mean train gap reward")[1].split("##")[0]
+    assert "| sst-2/prompt-first | GRPO instruction writer | 55.00 n=2 | 85.00 n=2 |" in reward_table  # batches 2 and 5
+    assert "| sst-2/prompt-first | APE | 50.00 n=1 | 50.00 n=1 |" in reward_table
+    assert "PPO" not in text, "token policies are not instruction writers"
+    kl_table = text.split("## Instruction writers: KL")[1].split("##")[0]
+    assert "| sst-2/prompt-first | GRPO instruction writer | 0.20 n=2 | 0.50 n=2 |" in kl_table and "APE" not in kl_table
