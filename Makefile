@@ -36,6 +36,8 @@ budget: setup
 	$(BUDGET) --settings agnews/prompt-first --seeds 13 21 42 --methods grpo ape opro random --budgets 320 1280
 	$(BUDGET) --settings sst-2/prompt-first --seeds 13 --methods grpo-lr1e3 --budgets 320 1280
 	$(BUDGET) --settings sst-2/prompt-first --seeds 13 21 42 --methods grpo-kl04 grpo-opro --budgets 320 1280
+	$(BUDGET) --settings sst-2/prompt-first agnews/prompt-first --check-selection
+	$(BUDGET) --settings sst-2/prompt-first agnews/prompt-first --transfer gemma3-270m
 
 # PYTEST_ARGS narrows a run, e.g. PYTEST_ARGS='-m "not real_model"'; RLPROMPT_DTYPE=fp32|bf16
 # forces the precision the suite runs in (default: what --dtype auto picks on this machine).

@@ -6,6 +6,7 @@ Run from the repository root (needs the 16-shot splits at ``../shared/data/16-sh
     python -m experiments.budget --budgets 320 1280    # stop at 1,280 for now
     python -m experiments.budget --report-only         # redraw the table and plot from the CSV
     python -m experiments.budget --check-selection     # test accuracy of each stage's top-train-reward prompt
+    python -m experiments.budget --settings sst-2/prompt-first --transfer gemma3-270m   # each pick on another LM
 
 A *cell* is (setting, split seed, method); a setting is a task in a template:
 
@@ -92,7 +93,9 @@ INSTRUCTION_ALONE = {"sst-2/instruction": 0.809}
 """The instruction template with no prompt, test accuracy (experiments/results/fewshot.md)."""
 FIXED_CSV = "budget_fixed.csv"
 """The fixed rows of the prompt-first settings: the template alone and the hand-written instruction."""
-FIXED_PROMPTS = {"the template alone": lambda task: "", "the hand-written instruction": lambda task: task.manual_prompt}
+TEMPLATE_ALONE = "the template alone"
+"""The fixed row every prompt's gain is measured from."""
+FIXED_PROMPTS = {TEMPLATE_ALONE: lambda task: "", "the hand-written instruction": lambda task: task.manual_prompt}
 """Row label -> the prompt it scores, from the setting's task (prompt-first: the manual prompt is the preset's instruction)."""
 RIVALS = {method: ("ape", "opro") for method in ("grpo", "grpo-lr1e3", "grpo-kl04", "grpo-opro")}
 """Issue 25's bar: GRPO's mean test accuracy must beat each rival's by more than the larger seed std of the pair."""
@@ -100,6 +103,7 @@ RIVALS = {method: ("ape", "opro") for method in ("grpo", "grpo-lr1e3", "grpo-kl0
 
 CURVES_CSV = "budget_curves.csv"
 SELECTION_CSV = "budget_selection.csv"
+TRANSFER_CSV = "budget_transfer.csv"
 CURVE_FIELDS = [
     "setting", "seed", "method", "batch", "prompts_sampled", "evaluations", "best_dev_accuracy",
     "best_train_reward", "new_prompt_reward", "entropy", "kl", "distinct_in_batch",
@@ -220,6 +224,25 @@ class SelectionCheck:
         return (self.setting, self.seed, self.method, self.budget, self.rule)
 
 
+@dataclass
+class TransferCheck:
+    """One row of ``budget_transfer.csv``: a stage's best-on-dev prompt scored on test with another
+    target LM (``--transfer``). A fixed row's prompt has the row's label as ``method``, seed 0
+    and budget 0."""
+
+    setting: str
+    seed: int
+    method: str
+    budget: int
+    prompt: str
+    target: str
+    test_accuracy: float
+
+    @property
+    def key(self) -> tuple[str, int, str, int, str]:
+        return (self.setting, self.seed, self.method, self.budget, self.target)
+
+
 def top_train_prompt(run: Path, evaluations: int) -> tuple[str, float] | None:
     """The highest-training-reward prompt among the first ``evaluations`` a run scored (its reward
     cache keeps them in that order), and its reward; None without a checkpoint."""
@@ -310,6 +333,40 @@ class BudgetStudy:
                 out.append(row)
         return out
 
+    def transfer_checks(self) -> dict[tuple, TransferCheck]:
+        """The rows of ``budget_transfer.csv`` by (setting, seed, method, budget, target)."""
+        path = self.results / TRANSFER_CSV
+        if not path.exists():
+            return {}
+        with path.open(newline="") as handle:
+            rows = [_parse(row, TransferCheck) for row in csv.DictReader(handle)]
+        return {row.key: row for row in rows}
+
+    def transfer(self, target: str, settings: list[str]) -> list[TransferCheck]:
+        """Score on test with ``target`` every finished stage's prompt of ``settings`` and the
+        prompt-first settings' fixed rows, each not in ``budget_transfer.csv`` yet: does what the
+        search found on the study's target help another model? (The test set is the same for
+        every split seed, so a fixed row is scored once.)"""
+        done, out = self.transfer_checks(), []
+        stages = {key: stage for key, stage in sorted(self.finished().items()) if key[0] in settings}
+        # A fixed row takes its task from any finished split of its setting (all share the test set).
+        split_of = {key[0]: key[1] for key in reversed(list(stages))}
+        todo = [
+            TransferCheck(setting, 0, label, 0, prompt_of(self.harness.task(setting.split("/")[0], seed, PROMPT_FIRST)), target, math.nan)
+            for setting, seed in split_of.items() if setting.endswith(f"/{PROMPT_FIRST}") for label, prompt_of in FIXED_PROMPTS.items()
+        ]
+        todo += [TransferCheck(*key, stage.prompt, target, math.nan) for key, stage in stages.items()]
+        for row in todo:
+            if row.key in done:
+                continue
+            task_name, template = row.setting.split("/")
+            task = self.harness.task(task_name, row.seed or split_of[row.setting], template)
+            row.test_accuracy = self.harness.test_accuracy(target, task, test_set(task), row.prompt)
+            _append_row(self.results / TRANSFER_CSV, row)
+            logger.info("%s/%d/%s at %d on %s: %r test %.1f%%", row.setting, row.seed, row.method, row.budget, target, row.prompt, 100 * row.test_accuracy)
+            out.append(row)
+        return out
+
     def test_accuracy(self, setting: str, seed: int, prompt: str) -> float:
         """``prompt``'s accuracy on the setting's test set (AG News: its fixed subset): the score a
         row of the CSVs has for it already (a stalled run's next stage keeps its prompt; a test
@@ -332,15 +389,16 @@ class BudgetStudy:
                     rows.setdefault(row["setting"], {})[row["row"]] = float(row["test_accuracy"])
         return rows
 
-    def score_fixed_rows(self, settings: list[str]) -> None:
+    def score_fixed_rows(self, settings: list[str], seed: int) -> None:
         """The fixed rows of every prompt-first setting in ``settings`` not yet in :data:`FIXED_CSV`
-        (the test set is the same for every split seed, so one score each)."""
+        (the test set is the same for every split seed, so one score each; split ``seed`` only
+        supplies the task)."""
         done = self.fixed_rows()
         for setting in settings:
             task_name, template = setting.split("/")
             if template != PROMPT_FIRST:
                 continue
-            task = self.harness.task(task_name, SEEDS[0], template)
+            task = self.harness.task(task_name, seed, template)
             for label, prompt_of in FIXED_PROMPTS.items():
                 if label not in done.get(setting, {}):
                     prompt = prompt_of(task)
@@ -373,7 +431,7 @@ class BudgetStudy:
         # A worker keeps its study (models, test prefixes) between stages; named by import path, so
         # Ray ships the cache by reference, not by value (experiments.worker_cache).
         run_one = self.run_stage if ray_address is None else functools.partial(worker_cache.run_cell, "experiments.budget:BudgetStudy", "run_stage", self.spec())
-        self.score_fixed_rows(settings)
+        self.score_fixed_rows(settings, seeds[0])
         run_cells(stages, run_one, record, needs=needs, done=self.finished(), ray_address=ray_address, resources=resources)
         return out
 
@@ -384,7 +442,7 @@ class BudgetStudy:
         curves = self.collect_curves(results)
         fixed = {**{setting: {"the instruction alone": value} for setting, value in INSTRUCTION_ALONE.items()}, **self.fixed_rows()}
         plot(results, curves, self.results, fixed)
-        return report(results, curves, self.selection_checks(), self.results, fixed)
+        return report(results, curves, self.selection_checks(), self.results, fixed, self.transfer_checks())
 
     def collect_curves(self, results: dict[tuple, StageResult]) -> dict[tuple, list[dict]]:
         """Every finished cell's search curve, one row per batch (:data:`CURVE_FIELDS`): read
@@ -568,7 +626,7 @@ def _table(results: dict[tuple, StageResult], cell: Callable[[list[StageResult]]
 
 def report(
     results: dict[tuple, StageResult], curves: dict[tuple, list[dict]], checks: dict[tuple, SelectionCheck], out: Path,
-    fixed: dict[str, dict[str, float]] | None = None,
+    fixed: dict[str, dict[str, float]] | None = None, transfers: dict[tuple, TransferCheck] | None = None,
 ) -> Path:
     """``budget.md`` from the finished stages, the cells' curves and the selection checks."""
     seeds = sorted({k[1] for k in results})
@@ -610,6 +668,7 @@ def report(
         *_rival_lines(results),
         *_readability_lines(results),
         *(line for rule in SELECTION_RULES for line in _selection_lines(results, checks, rule)),
+        *_transfer_lines(results, transfers or {}, fixed or {}),
         "## Distinct prompts scored when the stage ended (seeds that reached the budget)",
         "",
         "A method that stops sampling new prompts ends a stage at the step cap below its budget.",
@@ -732,6 +791,53 @@ def _selection_lines(results: dict[tuple, StageResult], checks: dict[tuple, Sele
         )),
         "",
     ]
+
+
+def _transfer_lines(results: dict[tuple, StageResult], transfers: dict[tuple, TransferCheck], fixed: dict[str, dict[str, float]]) -> list[str]:
+    """A table per (setting, other target) of ``--transfer``: each method's mean test accuracy on
+    the study's target and on the other, its gain over the template alone on each (split by
+    split, then the mean), and the share of the gain the other target keeps."""
+    lines = []
+    for setting, target in sorted({(key[0], key[4]) for key in transfers}):
+        alone = transfers.get((setting, 0, TEMPLATE_ALONE, 0, target))
+        here_alone = fixed.get(setting, {}).get(TEMPLATE_ALONE)
+        if alone is None or here_alone is None:
+            continue
+        lines += [
+            f"## Transfer to {target} (`--transfer {target}`), {setting}",
+            "",
+            f"Test accuracy of each stage's prompt on the study's target and on {target}, mean over the",
+            "splits with both, and the gain over the template alone on each (its share kept on the",
+            f"other model: gain there / gain here). The template alone: {100 * here_alone:.1f} here, {100 * alone.test_accuracy:.1f} on {target}.",
+            "",
+            f"| method | budget | n | test here | test on {target} | gain here | gain there | kept |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for label in FIXED_PROMPTS:
+            if label != TEMPLATE_ALONE and (row := transfers.get((setting, 0, label, 0, target))) and label in fixed.get(setting, {}):
+                here = fixed[setting][label]
+                lines.append(
+                    f"| {label} | – | – | {100 * here:.1f} | {100 * row.test_accuracy:.1f} | {100 * (here - here_alone):+.1f} | "
+                    f"{100 * (row.test_accuracy - alone.test_accuracy):+.1f} | {_kept(here - here_alone, row.test_accuracy - alone.test_accuracy)} |"
+                )
+        for method in _methods(results):
+            for budget in sorted({key[3] for key in results if key[0] == setting and key[2] == method}):
+                pairs = [(stage, transfers[(*key, target)]) for key, stage in results.items() if key[0] == setting and key[2] == method and key[3] == budget and (*key, target) in transfers]
+                if not pairs:
+                    continue
+                gain_here = statistics.mean(stage.test_accuracy - here_alone for stage, _ in pairs)
+                gain_there = statistics.mean(row.test_accuracy - alone.test_accuracy for _, row in pairs)
+                lines.append(
+                    f"| {LABELS.get(method, method)} | {budget:,} | {len(pairs)} | {_mean_std([s.test_accuracy for s, _ in pairs])} | "
+                    f"{_mean_std([r.test_accuracy for _, r in pairs])} | {100 * gain_here:+.1f} | {100 * gain_there:+.1f} | {_kept(gain_here, gain_there)} |"
+                )
+        lines.append("")
+    return lines
+
+
+def _kept(gain_here: float, gain_there: float) -> str:
+    """The share of a gain another model keeps; none to keep when there was no gain here."""
+    return f"{100 * gain_there / gain_here:.0f}%" if gain_here > 0 else "no gain here"
 
 
 def _at_stage_end(curves: dict[tuple, list[dict]], stage: StageResult, column: str) -> float | None:
@@ -860,6 +966,10 @@ def main(argv: list[str] | None = None) -> int:
         "--check-selection", action="store_true",
         help="score on test the prompt each other selection rule picks at each finished stage (of --settings; run folders needed), then redraw",
     )
+    parser.add_argument(
+        "--transfer", metavar="TARGET",
+        help="score on test with TARGET (e.g. gemma3-270m) every finished stage's prompt of --settings and the fixed rows, then redraw",
+    )
     add_ray_arguments(parser)
     args = parser.parse_args(argv)
     for setting in args.settings:
@@ -873,6 +983,8 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     if args.check_selection:
         study.check_selection(args.settings)
+    elif args.transfer:
+        study.transfer(args.transfer, args.settings)
     elif not args.report_only:
         resources = Resources(args.cpus_per_cell, args.gpus_per_cell)
         study.run(args.settings, args.seeds, args.methods, args.budgets, ray_address=args.ray, resources=resources)

@@ -220,3 +220,28 @@ def test_the_writers_curves_are_tabled_batch_by_batch_mean_over_seeds() -> None:
     assert "PPO" not in text, "token policies are not instruction writers"
     kl_table = text.split("## Instruction writers: KL")[1].split("##")[0]
     assert "| sst-2/prompt-first | GRPO instruction writer | 0.20 n=2 | 0.50 n=2 |" in kl_table and "APE" not in kl_table
+
+
+def test_the_transfer_scores_each_pick_and_fixed_row_once_on_another_target(study) -> None:
+    """``--transfer``: every finished stage's prompt and the fixed rows on another model's test set;
+    the report gives each method's gain over the template alone on both models and the share kept.
+    Here the other model is the study's own (by another path), so every score must agree."""
+    study.results.mkdir(parents=True)
+    (stage,) = study.run(["sst-2/prompt-first"], [1], ["random"], [8])
+    other = f"{study.target}/"
+    rows = study.transfer(other, ["sst-2/prompt-first"])
+    assert [(r.method, r.seed, r.budget) for r in rows] == [("the template alone", 0, 0), ("the hand-written instruction", 0, 0), ("random", 1, 8)]
+    fixed = study.fixed_rows()["sst-2/prompt-first"]
+    assert [r.test_accuracy for r in rows] == [fixed["the template alone"], fixed["the hand-written instruction"], stage.test_accuracy]
+    assert study.transfer(other, ["sst-2/prompt-first"]) == [], "a scored prompt is not scored again"
+    markdown = study.write_report().read_text()
+    assert f"## Transfer to {other} (`--transfer {other}`), sst-2/prompt-first" in markdown
+    gain = 100 * (stage.test_accuracy - fixed["the template alone"])
+    kept = "100%" if gain > 0 else "no gain here"
+    assert f"| {gain:+.1f} | {gain:+.1f} | {kept} |" in markdown.split("## Transfer to")[1]
+
+
+def test_the_share_of_a_gain_kept() -> None:
+    assert budget._kept(0.10, 0.028) == "28%"
+    assert budget._kept(0.05, -0.02) == "-40%"
+    assert budget._kept(0.0, 0.03) == "no gain here"
