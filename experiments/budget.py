@@ -822,7 +822,11 @@ def _transfer_lines(results: dict[tuple, StageResult], transfers: dict[tuple, Tr
                 )
         for method in _methods(results):
             for budget in sorted({key[3] for key in results if key[0] == setting and key[2] == method}):
-                pairs = [(stage, transfers[(*key, target)]) for key, stage in results.items() if key[0] == setting and key[2] == method and key[3] == budget and (*key, target) in transfers]
+                pairs = [
+                    (stage, transfers[(*key, target)])
+                    for key, stage in results.items()
+                    if (key[0], key[2], key[3]) == (setting, method, budget) and (*key, target) in transfers
+                ]
                 if not pairs:
                     continue
                 gain_here = statistics.mean(stage.test_accuracy - here_alone for stage, _ in pairs)
