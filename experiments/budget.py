@@ -48,6 +48,7 @@ from experiments.sweep import DEFAULT_RESOURCES, Resources, add_ray_arguments, r
 from rlprompt.artifact import write_atomic
 from rlprompt.config import TrainConfig
 from rlprompt.search import TEXT_METHODS
+from rlprompt.tasks import Task
 from rlprompt.train import STATE_FILE, run_dir, train
 
 logger = logging.getLogger("experiments.budget")
@@ -293,20 +294,11 @@ class BudgetStudy:
         self.csv_path = results / "budget.csv"
 
     def finished(self) -> dict[tuple, StageResult]:
-        if not self.csv_path.exists():
-            return {}
-        with self.csv_path.open(newline="") as handle:
-            rows = [_parse(row, StageResult) for row in csv.DictReader(handle)]
-        return {row.key: row for row in rows}
+        return _read_rows(self.csv_path, StageResult)
 
     def selection_checks(self) -> dict[tuple, SelectionCheck]:
         """The rows of ``budget_selection.csv`` by (setting, seed, method, budget, rule)."""
-        path = self.results / SELECTION_CSV
-        if not path.exists():
-            return {}
-        with path.open(newline="") as handle:
-            rows = [_parse(row, SelectionCheck) for row in csv.DictReader(handle)]
-        return {row.key: row for row in rows}
+        return _read_rows(self.results / SELECTION_CSV, SelectionCheck)
 
     def check_selection(self, settings: list[str] | None = None) -> list[SelectionCheck]:
         """For every finished stage (of ``settings``; None: all) whose run folder is on this
@@ -335,12 +327,7 @@ class BudgetStudy:
 
     def transfer_checks(self) -> dict[tuple, TransferCheck]:
         """The rows of ``budget_transfer.csv`` by (setting, seed, method, budget, target)."""
-        path = self.results / TRANSFER_CSV
-        if not path.exists():
-            return {}
-        with path.open(newline="") as handle:
-            rows = [_parse(row, TransferCheck) for row in csv.DictReader(handle)]
-        return {row.key: row for row in rows}
+        return _read_rows(self.results / TRANSFER_CSV, TransferCheck)
 
     def transfer(self, target: str, settings: list[str]) -> list[TransferCheck]:
         """Score on test with ``target`` every finished stage's prompt of ``settings`` and the
@@ -351,16 +338,21 @@ class BudgetStudy:
         stages = {key: stage for key, stage in sorted(self.finished().items()) if key[0] in settings}
         # A fixed row takes its task from any finished split of its setting (all share the test set).
         split_of = {key[0]: key[1] for key in reversed(list(stages))}
+
+        @functools.cache
+        def task_of(setting: str, seed: int) -> Task:
+            task_name, template = setting.split("/")
+            return self.harness.task(task_name, seed, template)
+
         todo = [
-            TransferCheck(setting, 0, label, 0, prompt_of(self.harness.task(setting.split("/")[0], seed, PROMPT_FIRST)), target, math.nan)
+            TransferCheck(setting, 0, label, 0, prompt_of(task_of(setting, seed)), target, math.nan)
             for setting, seed in split_of.items() if setting.endswith(f"/{PROMPT_FIRST}") for label, prompt_of in FIXED_PROMPTS.items()
         ]
         todo += [TransferCheck(*key, stage.prompt, target, math.nan) for key, stage in stages.items()]
         for row in todo:
             if row.key in done:
                 continue
-            task_name, template = row.setting.split("/")
-            task = self.harness.task(task_name, row.seed or split_of[row.setting], template)
+            task = task_of(row.setting, row.seed or split_of[row.setting])
             row.test_accuracy = self.harness.test_accuracy(target, task, test_set(task), row.prompt)
             _append_row(self.results / TRANSFER_CSV, row)
             logger.info("%s/%d/%s at %d on %s: %r test %.1f%%", row.setting, row.seed, row.method, row.budget, target, row.prompt, 100 * row.test_accuracy)
@@ -564,6 +556,15 @@ def _append_dict(path: Path, row: dict[str, Any]) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def _read_rows(path: Path, cls: type) -> dict[tuple, Any]:
+    """The rows of one of the study's CSVs as ``cls`` dataclasses, by their ``key`` ({} before the file exists)."""
+    if not path.exists():
+        return {}
+    with path.open(newline="") as handle:
+        rows = [_parse(row, cls) for row in csv.DictReader(handle)]
+    return {row.key: row for row in rows}
 
 
 def _append_row(path: Path, row: Any) -> None:
