@@ -101,7 +101,7 @@ class TrainConfig:
     prompts it has seen spends no budget and finds nothing); default: run all steps."""
     learning_rate: float | None = None
     """Learning rate of the trainable policy parts; default: the method's (ppo, a2c 5e-4; sql
-    5e-5, the paper's)."""
+    5e-5, the paper's; grpo, grpo-opro 3e-4)."""
     sample_top_k: int | None = None
     """Sample each prompt token from the K likeliest actions only; 0: from all of them; default:
     the method's (sql 256, the paper's; ppo, a2c all)."""
